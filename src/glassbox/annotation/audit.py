@@ -1,0 +1,101 @@
+"""Training-label audit: rank training rows by how surprising their label is to an honest model.
+
+Out-of-fold probabilities (``cross_val_predict``) mean no row is scored by a model that saw it, so a
+high cross-entropy loss points at a row whose label disagrees with everything similar to it: a
+candidate label error (the idea behind confident learning). The top K go to the queue as
+``training-audit`` records carrying their loss, to be reviewed highest-loss first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from glassbox.pipeline.config import TrainingConfig
+from glassbox.pipeline.data import Dataset, decode_row, load_dataset
+from glassbox.pipeline.estimator import build_pipeline
+from glassbox.pipeline.split import split_rows
+from glassbox.serving.uncertainty import Certainty
+
+
+@dataclass
+class AuditResult:
+    records: list[dict[str, Any]]
+    losses: np.ndarray  # every audited row's loss, in dataset order
+    rows_audited: int
+
+
+def out_of_fold_probabilities(config: TrainingConfig, data: Dataset, folds: int, seed: int) -> np.ndarray:
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(build_pipeline(config), data.X, data.y, cv=splitter, method="predict_proba")
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-row ``-log p(given label)``, clipped so a confident miss is large but finite."""
+    return -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))
+
+
+def audit_labels(
+    config: TrainingConfig,
+    top_k: int,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    version: str = "",
+    max_rows: int | None = None,
+    data: Dataset | None = None,
+) -> AuditResult:
+    """The ``top_k`` highest-loss rows as intake records (ids ``audit:<version>:<row index>``).
+
+    ``version`` defaults to the first 12 hex digits of the data's SHA-256, so auditing the same data
+    twice sends the same ids and the queue keeps one record each. Only the training split's rows are
+    audited; ``max_rows`` keeps the first of them (quick runs and tests).
+    """
+    data = data or load_dataset(config)
+    # Only the training split's rows: the test rows' labels never reach the model.
+    rows = np.unique(split_rows(data, config.split).train)
+    data = _subset(data, rows[:max_rows] if max_rows is not None else rows)
+    version = version or f"data-{data.data_sha256[:12]}"
+    probabilities = out_of_fold_probabilities(config, data, folds, seed)
+    losses = cross_entropy(probabilities, data.y)
+    order = np.argsort(-losses, kind="stable")[:top_k]
+    certainty = Certainty.of(probabilities[order])
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    records = []
+    for k, i in enumerate(order.tolist()):
+        row_index = int(data.row_index[i])
+        records.append(
+            {
+                "id": f"audit:{version}:{row_index}",
+                "source": "training-audit",
+                "features": dict(zip(data.feature_names, data.X[i].tolist(), strict=True)),
+                "decoded": decode_row(data.X[i], data.feature_names, data.category_map),
+                "probabilities": dict(zip(data.class_names, probabilities[i].tolist(), strict=True)),
+                "predicted_label": data.class_names[int(certainty.predicted[k])],
+                "certainty": {
+                    "max_probability": float(certainty.max_probability[k]),
+                    "margin": float(certainty.margin[k]),
+                    "entropy": float(certainty.entropy[k]),
+                },
+                "model_name": config.name,
+                "model_version": version,
+                "request_id": f"audit:{version}",
+                "timestamp": now,
+                "explanation": None,
+                "metadata": {
+                    "loss": float(losses[i]),
+                    "row_index": row_index,
+                    "true_label": data.class_names[int(data.y[i])],
+                    "folds": folds,
+                },
+            }
+        )
+    return AuditResult(records, losses, len(data.y))
+
+
+def _subset(data: Dataset, positions: np.ndarray) -> Dataset:
+    return replace(data, X=data.X[positions], y=data.y[positions], row_index=data.row_index[positions])

@@ -1,0 +1,73 @@
+"""Export reviewed records as JSONL or CSV. Records without a final label are skipped and counted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from glassbox.errors import InvalidInput
+
+FORMATS = ("jsonl", "csv")
+# CSV columns before the features; nested fields (decoded, metadata, responses) go as JSON text.
+CSV_COLUMNS = (
+    "id", "source", "status", "final_label", "predicted_label", "model_name", "model_version",
+    "request_id", "timestamp", "row_index", "loss", "responses", "decoded", "metadata",
+)  # fmt: skip
+FEATURE_PREFIX = "feature:"
+
+
+@dataclass
+class ExportStats:
+    exported: int = 0
+    skipped_unlabelled: int = 0
+
+
+def _labelled(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator[dict[str, Any]]:
+    for record in records:
+        if record.get("final_label") is None:
+            stats.skipped_unlabelled += 1
+            continue
+        stats.exported += 1
+        yield record
+
+
+def export_jsonl(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator[str]:
+    for record in _labelled(records, stats):
+        yield json.dumps(record, separators=(",", ":")) + "\n"
+
+
+def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer: csv.writer | None = None
+    feature_names: list[str] = []
+    for record in _labelled(records, stats):
+        if writer is None:  # the header takes the feature names of the first record
+            feature_names = list(record["features"])
+            writer = csv.writer(buffer)
+            writer.writerow([*CSV_COLUMNS, *(FEATURE_PREFIX + name for name in feature_names)])
+        metadata = record.get("metadata") or {}
+        writer.writerow(
+            [
+                record["id"], record["source"], record["status"], record["final_label"],
+                record["predicted_label"], record["model_name"], record["model_version"],
+                record["request_id"], record["timestamp"], metadata.get("row_index", ""),
+                metadata.get("loss", ""), json.dumps(record.get("responses", [])),
+                json.dumps(record.get("decoded") or {}), json.dumps(metadata),
+                *(record["features"].get(name, "") for name in feature_names),
+            ]
+        )  # fmt: skip
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def export_lines(records: Iterable[dict[str, Any]], fmt: str, stats: ExportStats) -> Iterator[str]:
+    if fmt == "jsonl":
+        return export_jsonl(records, stats)
+    if fmt == "csv":
+        return export_csv(records, stats)
+    raise InvalidInput(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

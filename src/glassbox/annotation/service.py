@@ -1,0 +1,233 @@
+"""The queue's transport-neutral core: every operation, with its role check, for HTTP and CLI alike.
+
+Like MLServer's ``handlers/dataplane.py``: the ASGI app (``app.py``) and the CLI only parse their
+input and call these methods; errors are ``glassbox.errors`` exceptions carrying their HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from glassbox.annotation.agreement import agreement_report
+from glassbox.annotation.auth import Principal, authenticate, check_role, hash_key, new_key
+from glassbox.annotation.explanations import fetch_explanation
+from glassbox.annotation.export import ExportStats, export_lines
+from glassbox.annotation.feedback import FeedbackSender, Sweeper
+from glassbox.annotation.metrics import QueueMetrics
+from glassbox.annotation.records import SOURCES, STATUSES, validate_bulk
+from glassbox.annotation.settings import QueueSettings
+from glassbox.annotation.store import Store, open_store
+from glassbox.errors import GlassboxError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+# Settings an admin may change at run time (stored in the database, overriding the environment).
+LIVE_SETTINGS = ("min_submitted",)
+
+
+class QueueService:
+    def __init__(self, settings: QueueSettings, store: Store | None = None):
+        self.settings = settings
+        self.store = store or open_store(settings.database_url, settings.database_schema)
+        self.metrics = QueueMetrics(self.store)
+        self.feedback = FeedbackSender(
+            self.store,
+            settings.feedback_url,
+            settings.feedback_retries,
+            on_sent=lambda reward: self.metrics.feedback_sent.labels(str(reward)).inc(),
+        )
+        self._sweeper = Sweeper(self._sweep, settings.feedback_sweep_seconds)
+        self.bootstrap_owner()
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._sweeper.stop()
+        self.store.close()
+
+    def _sweep(self) -> None:
+        self.feedback.send_due()
+        alpha = agreement_report(self.store.answers())["alpha"]
+        self.metrics.agreement_alpha.set(alpha if alpha is not None else math.nan)
+
+    def bootstrap_owner(self) -> None:
+        """Create the first owner from ``GLASSBOX_QUEUE_OWNER_API_KEY`` if there is no owner yet."""
+        if self.settings.owner_api_key and self.store.count_role("owner") == 0:
+            self.store.create_user(self.settings.owner_name, "owner", hash_key(self.settings.owner_api_key))
+            log.info("created owner %r from GLASSBOX_QUEUE_OWNER_API_KEY", self.settings.owner_name)
+
+    def authenticate(self, key: str | None) -> Principal:
+        return authenticate(self.store, key)
+
+    # -- intake ----------------------------------------------------------------------------
+    def intake(self, who: Principal, body: Any) -> dict[str, Any]:
+        who.require("admin")
+        items = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise InvalidInput('body must be {"records": [record, ...]}')
+        if len(items) > self.settings.max_bulk:
+            raise InvalidInput(
+                f"{len(items)} records in one bulk; at most {self.settings.max_bulk} (max_bulk)"
+            )
+        valid, errors = validate_bulk(items)
+        created = self.store.insert_records(valid) if valid else set()
+        result = {"created": len(created), "existing": len(valid) - len(created), "errors": errors}
+        for outcome in ("created", "existing"):
+            self.metrics.intake.labels(outcome).inc(result[outcome])
+        self.metrics.intake.labels("invalid").inc(len(errors))
+        return result
+
+    # -- review ----------------------------------------------------------------------------
+    def list_records(self, who: Principal, query: dict[str, str]) -> dict[str, Any]:
+        who.require("annotator")
+        known = {"status", "source", "model_version", "predicted_label", "certainty_min", "certainty_max"}
+        known |= {"sort", "limit", "offset"}
+        unknown = set(query) - known
+        if unknown:
+            raise InvalidInput(f"unknown filter(s) {sorted(unknown)}; use {sorted(known)}")
+        if query.get("status") not in (None, *STATUSES):
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+        if query.get("source") not in (None, *SOURCES):
+            raise InvalidInput(f"source must be one of {', '.join(SOURCES)}")
+        records, total = self.store.list_records(
+            status=query.get("status"),
+            source=query.get("source"),
+            model_version=query.get("model_version"),
+            predicted_label=query.get("predicted_label"),
+            certainty_min=_number(query, "certainty_min", float, 0, 1),
+            certainty_max=_number(query, "certainty_max", float, 0, 1),
+            sort=query.get("sort", "least_certain"),
+            limit=_number(query, "limit", int, 1, 1000) or 50,
+            offset=_number(query, "offset", int, 0, None) or 0,
+        )
+        return {"records": records, "total": total}
+
+    def get_record(self, who: Principal, record_id: str) -> dict[str, Any]:
+        """A record; one without an explanation is explained now (and stored) if an explainer is set."""
+        who.require("annotator")
+        record = self.store.get_record(record_id)
+        if record["explanation"] is None and self.settings.explainer_url:
+            try:
+                explanation = fetch_explanation(
+                    self.settings.explainer_url, record, self.settings.explainer_timeout
+                )
+            except GlassboxError as exc:
+                record["explanation_error"] = f"no explanation yet: {exc.message}"
+            else:
+                self.store.set_explanation(record_id, explanation)
+                record["explanation"] = explanation
+        return record
+
+    def next_record(self, who: Principal) -> dict[str, Any]:
+        who.require("annotator")
+        record, remaining = self.store.next_for(who.name)
+        if record is not None:
+            record = self.get_record(who, record["id"])
+        return {"record": record, "remaining": remaining}
+
+    def respond(self, who: Principal, record_id: str, body: Any) -> dict[str, Any]:
+        """An annotator's label (``{"label": ...}``) or discard (``{"discard": true}``), plus a note."""
+        who.require("annotator")
+        if not isinstance(body, dict):
+            raise InvalidInput(
+                'body must be {"label": "<class>"} or {"discard": true}, with an optional "note"'
+            )
+        label, discard, note = body.get("label"), body.get("discard", False), body.get("note", "")
+        if not isinstance(note, str) or len(note) > 2000:
+            raise InvalidInput("note must be a string of at most 2000 characters")
+        if bool(discard) == (label is not None) or not isinstance(discard, bool):
+            raise InvalidInput('give exactly one of "label": "<class>" or "discard": true')
+        if label is not None and not isinstance(label, str):
+            raise InvalidInput("label must be a string naming one of the record's classes")
+        kind = "discard" if discard else "label"
+        outcome = self.store.add_response(
+            record_id, who.name, kind=kind, label=label, note=note, min_submitted=self.min_submitted()
+        )
+        self.metrics.responses.labels(kind).inc()
+        if outcome["completed"]:
+            self.metrics.time_to_label.observe(outcome["time_to_label"])
+            self._sweeper.wake()  # sends the feedback now rather than at the next sweep
+        return outcome
+
+    def set_status(self, who: Principal, record_id: str, body: Any) -> dict[str, Any]:
+        who.require("admin")
+        status = body.get("status") if isinstance(body, dict) else None
+        if status not in ("pending", "discarded"):
+            raise InvalidInput('body must be {"status": "pending" | "discarded"}')
+        self.store.set_status(record_id, status)
+        return self.store.get_record(record_id)
+
+    # -- settings --------------------------------------------------------------------------
+    def min_submitted(self) -> int:
+        stored = self.store.get_settings().get("min_submitted")
+        return int(stored) if stored else self.settings.min_submitted
+
+    def get_settings(self, who: Principal) -> dict[str, Any]:
+        who.require("admin")
+        return {"min_submitted": self.min_submitted(), "max_bulk": self.settings.max_bulk}
+
+    def put_settings(self, who: Principal, body: Any) -> dict[str, Any]:
+        who.require("admin")
+        if not isinstance(body, dict) or set(body) - set(LIVE_SETTINGS) or not body:
+            raise InvalidInput(f"body must set some of {list(LIVE_SETTINGS)}")
+        value = body["min_submitted"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInput("min_submitted must be an integer >= 1")
+        self.store.put_setting("min_submitted", str(value))
+        return self.get_settings(who)
+
+    # -- users -----------------------------------------------------------------------------
+    def list_users(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("owner")
+        return self.store.list_users()
+
+    def create_user(self, who: Principal | None, body: Any) -> dict[str, Any]:
+        """A new user and their key (shown once: only its hash is kept). ``who=None``: local CLI."""
+        if who is not None:
+            who.require("owner")
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"].strip():
+            raise InvalidInput('body must be {"name": "...", "role": "owner" | "admin" | "annotator"}')
+        role = check_role(body.get("role", "annotator"))
+        key = new_key()
+        self.store.create_user(body["name"].strip(), role, hash_key(key))
+        return {"name": body["name"].strip(), "role": role, "api_key": key}
+
+    def delete_user(self, who: Principal | None, name: str) -> None:
+        if who is not None:
+            who.require("owner")
+            if name == who.name:
+                raise InvalidInput("an owner cannot delete themself")
+        self.store.delete_user(name)
+
+    # -- agreement and export -----------------------------------------------------------------
+    def agreement(self, who: Principal) -> dict[str, Any]:
+        who.require("annotator")
+        report = agreement_report(self.store.answers())
+        alpha = report["alpha"]
+        self.metrics.agreement_alpha.set(alpha if alpha is not None else math.nan)
+        return report
+
+    def export(self, who: Principal, fmt: str, stats: ExportStats) -> Iterator[str]:
+        """Lines of the export of every reviewed (completed or discarded) record; fills ``stats``."""
+        who.require("admin")
+        return export_lines(self.store.iter_reviewed(("completed", "discarded")), fmt, stats)
+
+
+def _number(query: dict[str, str], name: str, kind: type, low: float | None, high: float | None) -> Any:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be {'an integer' if kind is int else 'a number'}, not {raw!r}"
+        ) from None
+    if (low is not None and value < low) or (high is not None and value > high) or value != value:
+        raise InvalidInput(f"{name} must lie in [{low}, {high if high is not None else '∞'}], not {raw!r}")
+    return value

@@ -1,0 +1,78 @@
+"""Versioned schema migrations, applied in order and recorded in ``schema_migrations``.
+
+A small migration table instead of Alembic: the queue speaks plain DB-API to two dialects and has
+a handful of tables; Alembic would pull in SQLAlchemy for that. Each migration is a list of
+statements written in the SQL both SQLite and PostgreSQL accept, applied in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "records, responses, users, settings",
+        (
+            """CREATE TABLE records (
+                id TEXT PRIMARY KEY,
+                source TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending',
+                model_name TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                predicted_label TEXT NOT NULL,
+                max_probability DOUBLE PRECISION NOT NULL,
+                loss DOUBLE PRECISION,
+                request_id TEXT NOT NULL,
+                timestamp TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                explanation TEXT,
+                final_label TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                completed_at DOUBLE PRECISION,
+                feedback_sent_at DOUBLE PRECISION,
+                feedback_attempts INTEGER NOT NULL DEFAULT 0,
+                feedback_error TEXT
+            )""",
+            "CREATE INDEX records_status_certainty ON records (status, max_probability)",
+            "CREATE INDEX records_status_loss ON records (status, loss)",
+            "CREATE INDEX records_created ON records (created_at)",
+            """CREATE TABLE responses (
+                record_id TEXT NOT NULL REFERENCES records (id),
+                user_name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                label TEXT,
+                note TEXT NOT NULL DEFAULT '',
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (record_id, user_name)
+            )""",
+            "CREATE INDEX responses_user ON responses (user_name)",
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL,
+                key_hash TEXT NOT NULL UNIQUE,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        2,
+        "index for the feedback sweep",
+        ("CREATE INDEX records_feedback ON records (status, source, feedback_sent_at)",),
+    ),
+)
+
+MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""

@@ -1,0 +1,62 @@
+"""Check rendered manifests against real schemas, offline.
+
+SeldonDeployments: the CRD's ``openAPIV3Schema``, made strict the way an API server with strict field
+validation behaves (a field the schema does not name is an error instead of being pruned, so a typo
+cannot vanish). Core kinds: kubernetes-validate's strict schemas, which ship in its wheel (a dev
+dependency, imported only when used).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+# The oldest Kubernetes whose schemas the checks use (the chart's kubeVersion allows older ones).
+KUBERNETES_VERSION = "1.33"
+CORE_KINDS = frozenset(
+    {"ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Pod", "Secret", "Service"}
+)
+
+
+def strict_schema(schema: object) -> object:
+    """OpenAPI v3 (structural) schema to JSON Schema that refuses unknown fields."""
+    if isinstance(schema, list):
+        return [strict_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict_schema(value) for key, value in schema.items()}
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    preserve = out.pop("x-kubernetes-preserve-unknown-fields", False)
+    for key in [k for k in out if k.startswith("x-kubernetes-")]:
+        del out[key]
+    if "properties" in out and "additionalProperties" not in out and not preserve:
+        out["additionalProperties"] = False
+    return out
+
+
+def load_crd_schema(crd_path: Path) -> dict:
+    """The ``openAPIV3Schema`` of the CRD's first version (libyaml's loader: the file is 800 kB)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load(crd_path.read_text(), Loader=loader)
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def crd_validator(crd_path: Path, strict: bool = True) -> jsonschema.Validator:
+    """A validator for the first version of the CRD in ``crd_path``."""
+    schema = load_crd_schema(crd_path)
+    return jsonschema.Draft7Validator(strict_schema(schema) if strict else schema)
+
+
+def errors(validator: jsonschema.Validator, doc: dict) -> list[str]:
+    """Every schema error of ``doc`` as ``path.to.field: message``."""
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def validate_core(doc: dict, version: str = KUBERNETES_VERSION) -> None:
+    """Raise kubernetes_validate.ValidationError unless ``doc`` matches the strict Kubernetes schema."""
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, version, strict=True)

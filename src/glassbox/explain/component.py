@@ -1,0 +1,96 @@
+"""``LoanExplainer``: the Seldon Python-wrapper class (service type MODEL) that explains loan decisions.
+
+It loads the fitted AnchorTabular from a manifest-verified artifact bundle and explains rows with
+the DEPLOYED model, called over REST (``GLASSBOX_EXPLAINER_MODEL_URL``). Loading never calls the
+model, so the explainer starts while the model is down and answers 503 until it is reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from glassbox.errors import ConfigError, UpstreamUnavailable
+from glassbox.explain.cache import ExplanationCache
+from glassbox.explain.core import DeterministicExplainer
+from glassbox.explain.instances import FeatureSchema
+from glassbox.explain.jobs import JobManager
+from glassbox.explain.metrics import ExplainerMetrics
+from glassbox.explain.remote import RemotePredictor
+from glassbox.explain.routes import build_blueprint
+from glassbox.explain.service import ExplainService
+from glassbox.explain.settings import ExplainerSettings
+from glassbox.explain.wire import parse_request, to_seldon
+
+log = logging.getLogger(__name__)
+
+
+class LoanExplainer:
+    """Seldon calls ``__init__`` (with the deployment's parameters), then ``load`` in each worker."""
+
+    def __init__(self, **parameters: Any):
+        try:
+            # SeldonDeployment parameters override GLASSBOX_EXPLAINER_* (e.g. model_url per deployment).
+            self.settings = ExplainerSettings(**parameters)
+        except ValueError as exc:  # pydantic's ValidationError: fail at start-up, naming the setting
+            raise ConfigError(f"bad LoanExplainer settings: {exc}") from exc
+        self.recorder = ExplainerMetrics()
+        self.service: ExplainService | None = None
+        self.manifest: Any = None
+        # Seldon registers this blueprint on its REST app: error mapping, /api/v1.0/explain, job polling.
+        # Every rejected request (4xx) is counted in glassbox_explainer_failures_total by its reason.
+        self.model_error_handler = build_blueprint(self, on_rejection=self.recorder.failed)
+
+    def load(self) -> None:
+        from glassbox.pipeline.artifacts import load_bundle  # the pipeline's loader verifies every SHA-256
+
+        settings = self.settings
+        bundle = load_bundle(settings.artifacts)
+        manifest = bundle.manifest
+        schema = FeatureSchema(manifest.feature_names, manifest.category_map)
+        predictor = RemotePredictor(
+            settings.model_url,
+            manifest.feature_names,
+            manifest.class_names,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            retries=settings.retries,
+            pool_size=settings.pool_size,
+            artifact_sha256=manifest.artifact_sha256,
+        )
+        explainer = DeterministicExplainer(
+            bundle.load_explainer(), predictor, schema, list(manifest.class_names), manifest.artifact_sha256
+        )
+        self.manifest = manifest
+        self.service = ExplainService(
+            explainer,
+            ExplanationCache(settings.cache_size),
+            JobManager(settings.max_pending, settings.job_ttl_s, settings.max_jobs),
+            self.recorder,
+            default_seed=settings.seed,
+            max_rows=settings.max_rows,
+            sync_wait_s=settings.sync_wait_s,
+        )
+        log.info("explainer for %s %s calls %s", manifest.name, manifest.version, settings.model_url)
+
+    def predict(self, X: Any, names: list[str], meta: dict | None = None) -> dict[str, Any] | str:
+        service = self._service()
+        request = parse_request(X, names, meta, service.explainer.schema)
+        return to_seldon(service.handle(request), self.settings.response_format)
+
+    def poll(self, job_id: str) -> dict[str, Any]:
+        return self._service().poll(job_id)
+
+    def tags(self) -> dict[str, Any]:
+        if self.manifest is None:
+            return {}
+        return {"model_version": self.manifest.version, "artifact_sha256": self.manifest.artifact_sha256}
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Seldon's custom-metrics hook, called after each predict: what was recorded since."""
+        return self.recorder.drain()
+
+    def _service(self) -> ExplainService:
+        if self.service is None:
+            raise UpstreamUnavailable("explainer is still loading its artifacts; retry shortly")
+        return self.service

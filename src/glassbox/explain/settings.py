@@ -1,0 +1,59 @@
+"""The explainer component's settings, read from ``GLASSBOX_EXPLAINER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ExplainerSettings(BaseSettings):
+    """Where the model is, how to call it, and how much explaining work one process accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="GLASSBOX_EXPLAINER_", extra="forbid")
+
+    artifacts: Path = Field(
+        Path("/mnt/models"),
+        description="A trained version dir, or a model dir with LATEST; its manifest is verified on load.",
+    )
+    model_url: str = Field(
+        "http://127.0.0.1:9000/api/v1.0/predictions",
+        description=(
+            "The model's Seldon predictions endpoint. In a cluster: the model predictor's service "
+            "(http://<deployment>-<predictor>.<ns>:8000/api/v1.0/predictions) or the gateway path "
+            "/seldon/<ns>/<name>/api/v1.0/predictions."
+        ),
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="Seconds to open a connection to the model.")
+    read_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for one model answer.")
+    retries: int = Field(2, ge=0, description="Retries of a model call on connection errors only.")
+    pool_size: int = Field(8, ge=1, description="Keep-alive connections kept open to the model.")
+    max_rows: int = Field(10, ge=1, description="Most rows explained in one request (each row is explained).")
+    response_format: Literal["jsonData", "strData"] = Field(
+        "jsonData",
+        description=(
+            "jsonData: the full explanation; strData: the classic demo's JSON string "
+            "(names, precision, coverage)."
+        ),
+    )
+    seed: int = Field(
+        1, description="Seed used when the request names none; explanations are a function of it."
+    )
+    cache_size: int = Field(1024, ge=0, description="Explanations kept in the LRU cache (0 disables it).")
+    max_pending: int = Field(
+        8, ge=1, description="Explanations running or waiting in one process; more are refused with 503."
+    )
+    sync_wait_s: float = Field(
+        25.0,
+        gt=0,
+        description=(
+            "A synchronous request waits this long, then answers with a job handle to poll instead: keep it "
+            "below the gateway's timeout."
+        ),
+    )
+    job_ttl_s: float = Field(3600.0, gt=0, description="Seconds a finished job's result is kept for polling.")
+    max_jobs: int = Field(
+        1000, ge=1, description="Finished jobs kept at most; the oldest are forgotten first."
+    )

@@ -1,0 +1,60 @@
+"""Flask error handlers for Seldon's REST app, so that no bad request ends as a 500.
+
+Seldon 1.19 registers ``user_model.model_error_handler`` (a Blueprint) on its Flask app. Its own
+catch-all turns every unexpected exception into 500, including problems that are the client's:
+a malformed ``json=`` form field (``json.loads`` raises before any user code runs), a body sent
+with a non-JSON content type (Flask raises 415), a feedback message protobuf cannot parse. These
+handlers answer them with their real 4xx status and Seldon's usual error body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from flask import Blueprint, jsonify
+from google.protobuf.json_format import ParseError
+from werkzeug.exceptions import HTTPException
+
+from glassbox.errors import GlassboxError
+
+
+def seldon_error_body(message: str, code: int, reason: str = "MICROSERVICE_BAD_DATA") -> dict:
+    """Seldon's error shape (``SeldonMicroserviceException.to_dict``) with the real status code."""
+    return {"status": {"status": 1, "info": message, "code": code, "reason": reason}}
+
+
+def error_blueprint(on_rejection: Callable[[str], None]) -> Blueprint:
+    """Handlers that answer 4xx and report each refusal's reason to ``on_rejection`` (the metrics)."""
+    blueprint = Blueprint("glassbox_errors", __name__)
+
+    def answer(reason: str, message: str, code: int):
+        if 400 <= code < 500:
+            on_rejection(reason)
+        response = jsonify(seldon_error_body(message, code))
+        response.status_code = code
+        return response
+
+    @blueprint.app_errorhandler(json.JSONDecodeError)
+    def malformed_json(exc: json.JSONDecodeError):
+        return answer(
+            "malformed_json", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 400
+        )
+
+    @blueprint.app_errorhandler(ParseError)
+    def unparseable_message(exc: ParseError):
+        return answer("bad_payload", f"the message does not match Seldon's schema: {exc}", 400)
+
+    @blueprint.app_errorhandler(RecursionError)
+    def too_deep(exc: RecursionError):
+        return answer("bad_payload", "the JSON document is nested too deeply", 400)
+
+    @blueprint.app_errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return answer(f"http_{exc.code}", exc.description or exc.name, exc.code or 400)
+
+    @blueprint.app_errorhandler(GlassboxError)
+    def glassbox_error(exc: GlassboxError):
+        return answer(getattr(exc, "reason", "invalid_input"), exc.message, exc.status_code)
+
+    return blueprint

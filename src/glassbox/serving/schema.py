@@ -1,0 +1,134 @@
+"""The model's input schema, taken from the artifact manifest: feature order, types, categories."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from glassbox.errors import InvalidInput
+
+
+class RejectedInput(InvalidInput):
+    """A request the model refuses (HTTP 400); ``reason`` is the metric label of the rejection."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _field(manifest: Any, name: str) -> Any:
+    # The manifest may be the pipeline's object or the raw manifest.json dict (init_metadata reads that).
+    return manifest[name] if isinstance(manifest, Mapping) else getattr(manifest, name)
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Columns in alibi's encoding: numbers as they are, categoricals as integer codes."""
+
+    feature_names: tuple[str, ...]
+    categories: dict[int, tuple[str, ...]]  # column index -> category names in code order
+    class_names: tuple[str, ...]
+    index: dict[str, int] = field(init=False, repr=False)
+    category_codes: dict[int, dict[str, int]] = field(init=False, repr=False)
+    categorical_columns: np.ndarray = field(init=False, repr=False)
+    category_counts: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: derived lookups are computed once here
+        set_(self, "index", {name: i for i, name in enumerate(self.feature_names)})
+        set_(
+            self, "category_codes", {j: {c: k for k, c in enumerate(cs)} for j, cs in self.categories.items()}
+        )
+        columns = sorted(self.categories)
+        set_(self, "categorical_columns", np.array(columns, dtype=np.intp))
+        set_(self, "category_counts", np.array([len(self.categories[j]) for j in columns], dtype=np.float64))
+
+    @classmethod
+    def from_manifest(cls, manifest: Any) -> FeatureSchema:
+        names = tuple(_field(manifest, "feature_names"))
+        category_map = _field(manifest, "category_map")
+        categories = {int(j): tuple(str(c) for c in cs) for j, cs in category_map.items()}
+        return cls(names, categories, tuple(_field(manifest, "class_names")))
+
+    @property
+    def width(self) -> int:
+        return len(self.feature_names)
+
+    def is_categorical(self, column: int) -> bool:
+        return column in self.categories
+
+    def column_order(self, names: Sequence[Any]) -> np.ndarray | None:
+        """Indices that put columns sent under ``names`` into feature order (None: already in order)."""
+        if list(names) == list(self.feature_names):
+            return None
+        unknown = [n for n in names if n not in self.index]
+        if unknown:
+            raise RejectedInput(
+                "unknown_feature",
+                f"unknown feature name(s) {', '.join(map(repr, unknown))} in data.names; "
+                f"the model's features are {', '.join(self.feature_names)}",
+            )
+        if len(set(names)) != len(names):
+            duplicated = sorted({n for n in names if list(names).count(n) > 1})
+            raise RejectedInput(
+                "duplicate_feature", f"feature name(s) sent twice in data.names: {duplicated}"
+            )
+        missing = [n for n in self.feature_names if n not in set(names)]
+        if missing:
+            raise RejectedInput("missing_feature", f"data.names lacks feature(s): {', '.join(missing)}")
+        position = {n: i for i, n in enumerate(names)}
+        return np.array([position[n] for n in self.feature_names], dtype=np.intp)
+
+    def check_encoded(self, X: np.ndarray) -> None:
+        """Refuse NaN/Inf anywhere and category codes outside ``category_map`` (vectorised)."""
+        finite = np.isfinite(X)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise RejectedInput(
+                "non_finite",
+                f"row {row}, feature {self.feature_names[col]!r}: {X[row, col]} is not allowed "
+                "(NaN, Infinity and null are not numbers the model can use)",
+            )
+        if not len(self.categorical_columns):
+            return
+        codes = X[:, self.categorical_columns]
+        bad = (codes < 0) | (codes >= self.category_counts) | (codes != np.floor(codes))
+        if bad.any():
+            row, k = np.argwhere(bad)[0]
+            col = int(self.categorical_columns[k])
+            names = self.categories[col]
+            raise RejectedInput(
+                "unknown_category",
+                f"row {row}, feature {self.feature_names[col]!r}: code {codes[row, k]:g} is not a category "
+                f"code (expected an integer 0..{len(names) - 1} or one of {list(names)})",
+            )
+
+    def encode_value(self, row: int, column: int, value: Any) -> float:
+        """One cell of a request that is not all numbers: category strings become codes."""
+        name = self.feature_names[column]
+        if value is None:
+            raise RejectedInput("missing_value", f"row {row}, feature {name!r}: value is missing (null)")
+        if isinstance(value, bool | int | float):
+            return float(value)
+        if isinstance(value, str) and column in self.categories:
+            code = self.category_codes[column].get(value)
+            if code is None:
+                raise RejectedInput(
+                    "unknown_category",
+                    f"row {row}, feature {name!r}: unknown category {value!r} "
+                    f"(expected one of {list(self.categories[column])})",
+                )
+            return float(code)
+        if isinstance(value, str):
+            raise RejectedInput(
+                "not_a_number", f"row {row}, feature {name!r}: expected a number, got text {value!r}"
+            )
+        if isinstance(value, list | dict):
+            raise RejectedInput(
+                "bad_dimensions",
+                f"row {row}, feature {name!r}: expected a single value, got a nested {type(value).__name__}",
+            )
+        raise RejectedInput("not_a_number", f"row {row}, feature {name!r}: unsupported value {value!r}")

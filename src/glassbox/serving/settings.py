@@ -1,0 +1,57 @@
+"""Settings of the model component, read from ``GLASSBOX_MODEL_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelSettings(BaseSettings):
+    """Everything the loan classifier component can be told through its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GLASSBOX_MODEL_", extra="ignore")
+
+    artifacts: Path = Field(
+        Path("/mnt/models"),
+        description="Artifacts: a version dir or a model dir with LATEST. The default is where Seldon's "
+        "storage initializer puts a modelUri.",
+    )
+    max_rows: int = Field(1000, ge=1, description="Most rows one request may carry; more is a 400.")
+    uncertainty_threshold: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.01,
+        description="Rows whose highest class probability is below this go to the annotation queue "
+        "(1.01 forwards every row).",
+    )
+    queue_url: str = Field("", description="Base URL of the annotation queue; empty turns forwarding off.")
+    queue_api_key: str = Field("", description="X-API-Key for the queue's bulk intake (admin or owner role).")
+    outbox_dir: Path = Field(
+        Path("/tmp/glassbox-outbox"),
+        description="Directory of the durable SQLite outbox holding records the queue has not accepted yet.",
+    )
+    outbox_max_records: int = Field(
+        100_000, ge=1, description="Outbox capacity; records beyond it are dropped and counted as such."
+    )
+    buffer_max_records: int = Field(
+        10_000,
+        ge=1,
+        description="In-memory buffer between requests and the sender; when full, rows spill to the outbox.",
+    )
+    forward_batch_size: int = Field(
+        200, ge=1, le=500, description="Records per bulk call (the queue accepts at most 500)."
+    )
+    forward_linger_seconds: float = Field(
+        0.05, ge=0.0, description="How long the sender waits to fill a batch before sending what it has."
+    )
+    forward_timeout_seconds: float = Field(5.0, gt=0, description="HTTP timeout of one bulk call.")
+    retry_initial_seconds: float = Field(0.5, gt=0, description="First back-off after a failed bulk call.")
+    retry_max_seconds: float = Field(30.0, gt=0, description="Back-off ceiling (doubling from the initial).")
+    metrics_interval_seconds: float = Field(
+        1.0,
+        ge=0.0,
+        description="Custom metrics reach Seldon at most this often from predictions (health checks "
+        "and feedback always report); 0 reports on every request.",
+    )

@@ -1,0 +1,37 @@
+"""What `glassbox up` and `glassbox demo` print: where to look and how to call the stack."""
+
+from __future__ import annotations
+
+from glassbox.stack.dashboard import DASHBOARD
+
+
+def describe(stack) -> str:
+    """URLs of the running stack and a SeldonClient line that works against it."""
+    s = stack.settings
+    c = stack.components
+    gw = stack.gateway_endpoint
+    base = f"http://{gw}/seldon/{s.namespace}"
+    lines = [
+        "",
+        "Glassbox local stack (loopback only)",
+        f"  gateway        http://{gw}/  (lists its routes)",
+        f"    predict      POST {base}/{s.deployment}/api/v1.0/predictions",
+        f"    feedback     POST {base}/{s.deployment}/api/v1.0/feedback",
+        f"    explain      POST {base}/{s.deployment}-explainer/{s.predictor}/api/v1.0/explain",
+        f"  review queue   {c['queue'].url}/  (owner API key: {s.queue_api_key})",
+        f"  model          {c['model'].url}  metrics http://127.0.0.1:{c['model'].ports['metrics']}/prometheus",
+        f"  explainer      {c['explainer'].url}  metrics http://127.0.0.1:{c['explainer'].ports['metrics']}/prometheus",
+    ]
+    if "prometheus" in c:
+        lines.append(f"  prometheus     {c['prometheus'].url}/graph")
+        lines.append(f"  dashboard      {DASHBOARD}  (import into Grafana)")
+    lines += [f"  note: {note}" for note in stack.notes]
+    lines += [
+        f"  logs           {s.logs_dir}/  (`glassbox logs [component]`)",
+        "",
+        "  from seldon_core.seldon_client import SeldonClient",
+        f'  sc = SeldonClient(gateway="ambassador", gateway_endpoint="{gw}", namespace="{s.namespace}",',
+        f'                    deployment_name="{s.deployment}", payload_type="ndarray", transport="rest")',
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Images and the kind script, checked with the tools docker and shellcheck themselves use.
+
+No Docker engine runs here: the Dockerfiles are read with BuildKit's parser (the ``dockerfile``
+package) and held against the chart's values, so the chart and the images agree on users, ports,
+commands and paths. deploy/kind/e2e.sh goes through shellcheck.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dockerfile
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VALUES = yaml.safe_load((REPO / "charts/glassbox/values.yaml").read_text())
+CHART = yaml.safe_load((REPO / "charts/glassbox/Chart.yaml").read_text())
+DOCKERFILES = {
+    "model": REPO / "models/loanclassifier/Dockerfile",
+    "explainer": REPO / "explainers/loanclassifier-explainer/Dockerfile",
+    "queue": REPO / "deploy/docker/queue.Dockerfile",
+    "baked": REPO / "deploy/docker/baked-artifacts.Dockerfile",
+}
+
+
+def instructions(path: Path, cmd: str) -> list[tuple[str, ...]]:
+    return [c.value for c in dockerfile.parse_file(str(path)) if c.cmd.upper() == cmd]
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_images_run_as_the_charts_non_root_user(name):
+    path = DOCKERFILES[name]
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(REPO)} is missing")
+    users = instructions(path, "USER")
+    assert users, f"{path.name} never leaves root"
+    assert users[-1][0].split(":")[0] == str(VALUES["podSecurityContext"]["runAsUser"])
+
+
+def test_queue_image_matches_the_chart():
+    path = DOCKERFILES["queue"]
+    assert instructions(path, "CMD")[-1] == tuple(VALUES["queue"]["command"])
+    assert instructions(path, "EXPOSE")[-1] == (str(VALUES["queue"]["port"]),)
+    env = dict(
+        pair for values in instructions(path, "ENV") for pair in zip(values[::2], values[1::2], strict=True)
+    )
+    assert env["GLASSBOX_QUEUE_PORT"] == str(VALUES["queue"]["port"])
+    assert (
+        env["GLASSBOX_QUEUE_DATABASE_URL"] == "sqlite:////var/lib/glassbox/queue/queue.db"
+    )  # the PVC's mount
+    # Only what the .dockerignore lets through is copied.
+    ignore = (path.parent / f"{path.name}.dockerignore").read_text()
+    for source, _dest in (c[:2] for c in instructions(path, "COPY")):
+        assert f"!{source.rstrip('/')}" in ignore or f"!{source}*.whl" in ignore, source
+
+
+@pytest.mark.parametrize("name", ["model", "explainer"])
+def test_seldon_images_expose_the_ports_seldon_expects(name):
+    exposed = {port for values in instructions(DOCKERFILES[name], "EXPOSE") for port in values}
+    assert {"9000", "6000"} <= exposed  # REST and metrics (the PodMonitor's `metrics` port)
+
+
+def test_baked_artifacts_land_where_the_chart_looks():
+    copies = instructions(DOCKERFILES["baked"], "COPY")
+    assert (
+        copies[-1][-1].rstrip("/")
+        == VALUES["model"]["artifacts"]["path"]
+        == VALUES["explainer"]["artifacts"]["path"]
+    )
+
+
+def test_make_builds_the_images_the_chart_names():
+    version = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert CHART["appVersion"] == version  # the chart's default tag is the package version
+    plan = subprocess.run(
+        ["make", "-n", "-o", "wheel", "images-docker"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    for component in ("model", "explainer", "queue"):
+        assert f"-t {VALUES[component]['image']['repository']}:{version} " in plan, component
+    assert "-f deploy/docker/queue.Dockerfile" in plan
+    s2i = subprocess.run(
+        ["make", "-n", "-o", "wheel", "images-s2i"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "s2i build models/loanclassifier seldonio/seldon-core-s2i-python3:" in s2i
+    assert f"loanclassifier-explainer:{version}" in s2i
+
+
+def test_kind_script_passes_shellcheck():
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    result = subprocess.run(
+        [str(shellcheck), str(REPO / "deploy/kind/e2e.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.helm
+def test_queue_runs_with_the_charts_command_env_and_probes(helm_bin, processes, tmp_path, queue_record):
+    """Start the real queue the way the chart's Deployment would, and ask its probe and scrape paths."""
+    import base64
+
+    import requests
+
+    from glassbox.deploy.helm import Helm
+    from glassbox.stack.process import ManagedProcess, free_port, venv_bin
+
+    docs = Helm(binary=helm_bin, namespace="ml").render("glassbox", REPO / "charts/glassbox")
+    secret = next(d for d in docs if d["kind"] == "Secret")["data"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {
+        e["name"]: e["value"]
+        if "value" in e
+        else base64.b64decode(secret[e["valueFrom"]["secretKeyRef"]["key"]]).decode()
+        for e in container["env"]
+    }
+    assert env["GLASSBOX_QUEUE_DATABASE_URL"] == "sqlite:////var/lib/glassbox/queue/queue.db"
+    # Only what a laptop cannot have changes: loopback instead of all interfaces, a writable database.
+    port = free_port()
+    env |= {
+        "GLASSBOX_QUEUE_HOST": "127.0.0.1",
+        "GLASSBOX_QUEUE_PORT": str(port),
+        "GLASSBOX_QUEUE_DATABASE_URL": f"sqlite:///{tmp_path / 'queue.db'}",
+    }
+    probe = container["readinessProbe"]["httpGet"]["path"]
+    command = [venv_bin(container["command"][0]), *container["command"][1:]]
+    queue = ManagedProcess(
+        "queue", command, tmp_path / "queue.log", env=env, health_url=f"http://127.0.0.1:{port}{probe}"
+    )
+    processes.append(queue.start(timeout=60))
+    assert container["livenessProbe"]["httpGet"]["path"] == probe
+    scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert scrape.status_code == 200 and "glassbox_queue_" in scrape.text
+    # The owner key from the chart's Secret is the one the queue accepts (the model forwards with it).
+    answer = requests.post(
+        f"http://127.0.0.1:{port}/api/v1/records/bulk",
+        json={"records": [queue_record(1)]},
+        headers={"X-API-Key": env["GLASSBOX_QUEUE_OWNER_API_KEY"]},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] == 1

@@ -1,0 +1,128 @@
+"""`glassbox up/status/logs/down` as a user runs them: separate processes sharing only the run dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psycopg
+import pytest
+import requests
+
+from glassbox.stack.process import LOOPBACK, process_group_members
+from glassbox.stack.review import QueueClient
+from glassbox.stack.settings import StackSettings
+from glassbox.stack.supervisor import read_state
+
+pytestmark = pytest.mark.slow
+
+
+def glassbox(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "glassbox.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def env(tmp_path, trained_artifacts) -> dict[str, str]:
+    return {
+        "GLASSBOX_STACK_RUN_DIR": str(tmp_path / "run"),
+        "GLASSBOX_STACK_ARTIFACTS": str(trained_artifacts),
+        "GLASSBOX_STACK_GATEWAY_PORT": "0",
+    }
+
+
+def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, adult_rows):
+    # Without Prometheus the stack says how to get it and carries on. The queue keeps its records in
+    # PostgreSQL here (SQLite, the default, is what the module-wide stack of test_stack.py uses).
+    extra = {
+        "GLASSBOX_STACK_PROMETHEUS_BIN": "/nonexistent/prometheus",
+        "GLASSBOX_STACK_QUEUE_DSN": postgres_dsn,
+        "GLASSBOX_QUEUE_DATABASE_SCHEMA": postgres_schema,
+    }
+    up = glassbox({**env, **extra}, "up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "gateway_endpoint=" in up.stdout and "/api/v1.0/explain" in up.stdout
+    assert "prometheus is not installed" in up.stdout and "apt-get install prometheus" in up.stdout
+    records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
+    assert set(records) == {"queue", "model", "explainer", "gateway"}
+
+    # Every row forwarded to the queue lands in PostgreSQL.
+    reply = requests.post(
+        f"{records['gateway'].url}/seldon/default/loanclassifier/api/v1.0/predictions",
+        json={"data": {"ndarray": adult_rows[:200].tolist()}},
+    )
+    assert reply.status_code == 200, reply.text
+    uncertain = int((np.asarray(reply.json()["data"]["ndarray"]).max(axis=1) < 0.7).sum())
+    queue = QueueClient(records["queue"].url, StackSettings().queue_api_key)
+    assert uncertain and queue.wait_for(uncertain) == uncertain
+    with psycopg.connect(postgres_dsn) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (postgres_schema,)
+        ).fetchone()[0]
+    assert tables > 0
+
+    status = glassbox(env, "status")
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("healthy") == 4
+
+    logs = glassbox(env, "logs", "gateway", "-n", "5")
+    assert logs.returncode == 0 and "==> " in logs.stdout
+    unknown = glassbox(env, "logs", "nope")
+    assert unknown.returncode == 1 and "no log for 'nope'" in unknown.stderr
+
+    down = glassbox(env, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert [name for name, r in records.items() if process_group_members(r.pid)] == []
+    assert glassbox(env, "status").returncode == 3
+
+
+def test_ctrl_c_stops_a_foreground_up(env):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glassbox.cli", "up", "--no-prometheus"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    settings = StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"])
+    deadline = time.monotonic() + 240
+    records = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = read_state(settings)
+        if len(records) == 4 and all(r.healthy() for r in records.values()):
+            break
+        time.sleep(0.5)
+    assert len(records) == 4, proc.stdout.read() if proc.poll() is not None else "stack did not come up"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    assert [r.name for r in records.values() if process_group_members(r.pid)] == []
+
+
+def test_a_taken_port_is_a_clear_error_and_starts_nothing(env):
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = glassbox({**env, "GLASSBOX_STACK_GATEWAY_PORT": str(port)}, "up", "--detach")
+    assert up.returncode == 1
+    assert f"port {port} (GLASSBOX_STACK_GATEWAY_PORT) is already in use" in up.stderr
+    assert not read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
+
+
+def test_up_without_a_model_says_how_to_train(tmp_path):
+    env = {"GLASSBOX_STACK_RUN_DIR": str(tmp_path), "GLASSBOX_STACK_ARTIFACTS": str(tmp_path / "none")}
+    up = glassbox(env, "up")
+    assert up.returncode == 1
+    assert "no trained model" in up.stderr and "glassbox train --config" in up.stderr

@@ -1,0 +1,159 @@
+"""The whole local stack as real processes: up on free ports, SeldonClient through the gateway,
+uncertain predictions in the queue, Prometheus scraping it all and the dashboard's every query
+answering, and `down` leaving nothing behind. The stack starts once for the module."""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from glassbox.stack import demo
+from glassbox.stack.process import process_group_members
+from glassbox.stack.review import QueueClient
+from glassbox.stack.settings import StackSettings
+from glassbox.stack.supervisor import Stack, read_state
+from glassbox.stack.traffic import feedback_body, load_rows, seldon_client
+
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, trained_artifacts, prometheus_bin):
+    settings = StackSettings(
+        run_dir=tmp_path_factory.mktemp("stack-run"),
+        artifacts=trained_artifacts,
+        gateway_port=0,  # never the default 8003: another stack may run on this machine
+        scrape_interval="1s",
+    )
+    stack = Stack(settings).up()
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="module")
+def rows(stack):
+    return load_rows(stack.settings.train_config, 300, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sc(stack):
+    return seldon_client(stack.gateway_endpoint, "default", "loanclassifier")
+
+
+def test_every_process_is_up_and_listens_on_loopback_only(stack):
+    assert set(stack.components) == {"queue", "model", "explainer", "gateway", "prometheus"}
+    for name, component in stack.components.items():
+        members = process_group_members(component.process.pid)
+        assert members, f"{name} is not running"
+        listening = [
+            c.laddr
+            for pid in members
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening, f"{name} listens nowhere"
+        assert {addr.ip for addr in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, (name, listening)
+
+
+def test_state_file_records_every_process(stack):
+    records = read_state(stack.settings)
+    assert {n: r.pid for n, r in records.items()} == {n: c.process.pid for n, c in stack.components.items()}
+    assert all(r.healthy() for r in records.values())
+
+
+def test_seldonclient_predicts_through_the_gateway(sc, rows):
+    result = sc.predict(data=rows.X[:3], names=rows.feature_names)
+    assert result.success, result.msg
+    assert result.response["data"]["names"] == rows.class_names
+    probabilities = np.asarray(result.response["data"]["ndarray"])
+    assert probabilities.shape == (3, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_classic_v01_route_answers_too(stack, rows):
+    url = f"http://{stack.gateway_endpoint}/seldon/default/loanclassifier/api/v0.1/predictions"
+    reply = requests.post(url, json={"data": {"names": rows.feature_names, "ndarray": rows.X[:1].tolist()}})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["data"]["ndarray"]) == 1
+
+
+def test_seldonclient_explains_through_the_gateway(sc, rows):
+    result = sc.explain(data=rows.X[:1], names=rows.feature_names, predictor="default")
+    assert result.success, result.msg
+    explanation = result.response["jsonData"]["explanations"][0]
+    assert explanation["anchor"], explanation
+    assert 0.0 <= explanation["precision"] <= 1.0
+
+
+def test_the_explainer_is_its_own_deployment(stack, rows):
+    explainer = seldon_client(stack.gateway_endpoint, "default", "loanclassifier-explainer")
+    result = explainer.predict(data=rows.X[1:2], names=rows.feature_names)
+    assert result.success, result.msg
+    assert result.response["jsonData"]["explanations"][0]["anchor"]
+
+
+def test_seldonclient_feedback_reaches_the_model(stack, sc, rows):
+    metrics_url = f"http://127.0.0.1:{stack.components['model'].ports['metrics']}/prometheus"
+
+    def feedback_count() -> float:
+        lines = requests.get(metrics_url).text.splitlines()
+        counts = [line for line in lines if line.startswith("seldon_api_model_feedback_total")]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in counts)
+
+    before = feedback_count()
+    prediction = sc.predict(data=rows.X[:1], names=rows.feature_names)
+    body = feedback_body(prediction.request, prediction.response, int(rows.y[0]), rows.class_names)
+    body["reward"] = 1  # Seldon counts only non-zero rewards in seldon_api_model_feedback_total
+    result = sc.feedback(raw_request=body)
+    assert result.success, result.msg
+    assert feedback_count() == before + 1
+
+
+def test_bad_input_through_the_gateway_is_a_4xx_naming_the_problem(stack):
+    url = f"http://{stack.gateway_endpoint}/seldon/default/loanclassifier/api/v1.0/predictions"
+    reply = requests.post(url, json={"data": {"ndarray": [[1.0, 2.0, 3.0]]}})
+    assert reply.status_code == 400
+    assert "12" in reply.text and "3" in reply.text  # expected and received widths
+
+
+def test_unknown_deployment_is_404_with_the_routes(stack):
+    url = f"http://{stack.gateway_endpoint}/seldon/default/nope/api/v1.0/predictions"
+    reply = requests.post(url, json={})
+    assert reply.status_code == 404
+    assert "POST /seldon/default/loanclassifier/api/v1.0/predictions" in reply.json()["routes"]
+
+
+def test_uncertain_predictions_reach_the_queue(stack, sc, rows):
+    queue = QueueClient(stack.url("queue"), stack.settings.queue_api_key)
+    before = queue.count()
+    result = sc.predict(data=rows.X[100:300], names=rows.feature_names)
+    assert result.success, result.msg
+    probabilities = np.asarray(result.response["data"]["ndarray"])
+    uncertain = int((probabilities.max(axis=1) < stack.settings.uncertainty_threshold).sum())
+    assert uncertain > 0, "the sample has no uncertain row: pick another"
+    assert queue.wait_for(before + uncertain) == before + uncertain
+    records = queue.records(limit=1000)["records"]
+    assert all(r["source"] == "prediction" for r in records)
+    assert all(r["certainty"]["max_probability"] < stack.settings.uncertainty_threshold for r in records)
+
+
+def test_every_dashboard_query_returns_data_after_demo_traffic(stack):
+    result = demo.run_traffic(stack, rows=120, explanations=2)
+    assert not result.traffic.failures, result.traffic.failures
+    assert result.review.labelled > 0
+    checks = demo.check_dashboard(stack, wait=60)
+    assert len(checks) > 20
+    failing = [
+        f"{c.query.panel} [{c.query.ref_id}]: {c.error or 'no data'}: {c.expr}" for c in checks if not c.ok
+    ]
+    assert not failing, "\n".join(failing)
+
+
+def test_down_leaves_no_process_behind(stack):
+    groups = {name: c.process.pid for name, c in stack.components.items()}
+    left = stack.down()
+    assert left == []
+    assert [name for name, pgid in groups.items() if process_group_members(pgid)] == []
+    assert not stack.settings.state_file.exists()

@@ -106,7 +106,7 @@ class Variant:
         return result
 
 
-def in_process(bundle, name: str, predict_proba, fast_sampling: bool) -> Variant:
+def in_process(bundle, name: str, predict_proba, speedups: bool) -> Variant:
     manifest = bundle.manifest
     predictor = TimedPredictor(predict_proba)
     explainer = DeterministicExplainer(
@@ -116,13 +116,17 @@ def in_process(bundle, name: str, predict_proba, fast_sampling: bool) -> Variant
         list(manifest.class_names),
         manifest.artifact_sha256,
     )
-    variant = Variant(name, lambda row: explainer.explain(row, ExplainParams(), SEED, fast_sampling))
+    variant = Variant(name, lambda row: explainer.explain(row, ExplainParams(), SEED, speedups))
     variant.predictor = predictor
     return variant
 
 
 def start_services(artifacts: Path, workdir: Path) -> tuple[list, str]:
-    """The model and the explainer microservices; returns them and the explainer's predictions URL."""
+    """The model and the explainer microservices; returns them and the explainer's predictions URL.
+
+    Both with 4 gunicorn threads, as ``glassbox up`` runs them: gunicorn's sync worker (1 thread)
+    closes every connection, so the explainer's keep-alive pool would reconnect on every call.
+    """
     common = {
         "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
         "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",
@@ -132,6 +136,7 @@ def start_services(artifacts: Path, workdir: Path) -> tuple[list, str]:
         "glassbox.serving.component.LoanClassifier",
         workdir / "model.log",
         env={**common, "GLASSBOX_MODEL_ARTIFACTS": str(artifacts), "GLASSBOX_MODEL_OUTBOX_DIR": str(workdir)},
+        threads=4,  # as the local stack runs it: gunicorn's threaded worker keeps connections alive
     )
     model_url = f"http://{LOOPBACK}:{model_ports['http']}/api/v1.0/predictions"
     explainer, ports = seldon_microservice(

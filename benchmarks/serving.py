@@ -13,7 +13,7 @@ shuffled order, so that on a shared machine every server meets the same backgrou
 them one after another compared different moments, not different servers). Only one request is
 ever in flight.
 
-Settings: GLASSBOX_BENCH_REQUESTS (default 400 per case), GLASSBOX_BENCH_ARTIFACTS (default
+Settings: GLASSBOX_BENCH_REQUESTS (default 800 per case), GLASSBOX_BENCH_ARTIFACTS (default
 artifacts/loanclassifier, trained first if missing).
 """
 
@@ -91,7 +91,7 @@ def _queue_total(queue_url: str) -> int:
 
 
 def main() -> Path:
-    repeat = int(os.environ.get("GLASSBOX_BENCH_REQUESTS", "400"))
+    repeat = int(os.environ.get("GLASSBOX_BENCH_REQUESTS", "800"))
     artifacts = _artifacts()
     payloads = _payloads()
     started: list[ManagedProcess] = []

@@ -344,7 +344,13 @@ class ExplainerService:
 
 
 def start_explainer_service(
-    artifacts: Path, workdir: Path, model_url: str, env: dict[str, str] | None = None, threads: int = 4
+    artifacts: Path,
+    workdir: Path,
+    model_url: str,
+    env: dict[str, str] | None = None,
+    threads: int = 4,
+    interface: str = EXPLAINER_CLASS,
+    cwd: str | None = None,
 ) -> ExplainerService:
     """``LoanExplainer`` calling the model at ``model_url`` (its predictions endpoint)."""
     from glassbox.stack.process import seldon_microservice
@@ -357,10 +363,11 @@ def start_explainer_service(
         **(env or {}),
     }
     process, ports = seldon_microservice(
-        "explainer", EXPLAINER_CLASS, workdir / "explainer.log", env=env, threads=threads
+        "explainer", interface, workdir / "explainer.log", env=env, threads=threads, cwd=cwd
     )
     process.start(timeout=120)
     return ExplainerService(process, ports)
+
 
 # --- model component (issue 3): the loan classifier in a real seldon-core-microservice ----------
 # ``start_model_service`` is shared: the explainer's tests can point their remote predictor at it.

@@ -94,9 +94,13 @@ def test_json_safe_drops_what_json_cannot_say():
     assert json_safe(value) == {"a": [1.5, None], "b": 3, "d": [0.5, None]}
 
 
-def test_fast_range_choice_gives_alibis_own_explanation(toy_anchor):
+def test_speedups_give_alibis_own_explanation_with_fewer_calls(toy_anchor):
     explainer = make(toy_anchor)
-    for seed in (1, 2):
-        fast = explainer.explain(ROWS[3], ExplainParams(), seed=seed)
-        plain = explainer.explain(ROWS[3], ExplainParams(), seed=seed, fast_sampling=False)
-        assert fast["raw"] == plain["raw"]
+    for row in ROWS:
+        for seed in (1, 2):
+            fast = explainer.explain(row, ExplainParams(threshold=0.99), seed=seed)
+            plain = explainer.explain(row, ExplainParams(threshold=0.99), seed=seed, speedups=False)
+            assert fast["raw"] == plain["raw"]
+            assert fast["stats"]["model_rows"] == plain["stats"]["model_rows"]
+            assert fast["stats"]["model_calls"] <= plain["stats"]["model_calls"]
+    assert any(fast["stats"]["model_calls"] < plain["stats"]["model_calls"] for row in ROWS)

@@ -60,6 +60,19 @@ def test_labels_from_probabilities_and_the_explainer_header(fake_model):
     assert sent[next(iter(TRAFFIC_HEADER))] == "explainer"
 
 
+def test_large_batches_are_split_to_the_models_row_limit(fake_model):
+    sizes = []
+
+    def answer(rows):
+        sizes.append(len(rows))
+        return probabilities(rows)
+
+    fake_model["answer"] = answer
+    predictor = RemotePredictor(fake_model["url"], ["a"], CLASSES, max_rows_per_call=40)
+    assert len(predictor(np.zeros((100, 1)))) == 100
+    assert sizes == [40, 40, 20]
+
+
 @pytest.mark.parametrize(
     ("answer", "error", "message"),
     [
@@ -97,7 +110,7 @@ def test_silent_model_times_out_without_retrying():
         url = f"http://{LOOPBACK}:{silent.getsockname()[1]}/api/v1.0/predictions"
         start = time.monotonic()
         with pytest.raises(
-            UpstreamUnavailable, match=r"did not answer within the timeouts \(connect 2.0s, read 0.3s\)"
+            UpstreamUnavailable, match=r"did not answer within the timeouts \(connect 2.0s, read 0.5s\)"
         ):
-            RemotePredictor(url, ["a"], CLASSES, read_timeout_s=0.3, retries=3)(np.zeros((1, 1)))
-        assert time.monotonic() - start < 1.0  # one read timeout, never retried
+            RemotePredictor(url, ["a"], CLASSES, read_timeout_s=0.5, retries=3)(np.zeros((1, 1)))
+        assert time.monotonic() - start < 1.5  # one read timeout (0.5 s); retried it would take >= 2 s

@@ -76,6 +76,7 @@ def test_feedback_with_truth_over_rest(model, bundle, rows):
     classes = list(bundle.manifest.class_names)
     request = {"data": {"names": list(bundle.manifest.feature_names), "ndarray": rows[:1].tolist()}}
     response = model.predict(request).json()
+    wrong_before = model.metric_samples().get('glassbox_model_feedback_total{reward="0"}', 0.0)
     body = {
         "request": request,
         "response": response,
@@ -88,6 +89,8 @@ def test_feedback_with_truth_over_rest(model, bundle, rows):
             "SELECT truth FROM feedback WHERE request_id = ?", (response["meta"]["puid"],)
         ).fetchone()
     assert truth == (classes[1],)
+    # Seldon's own counters skip reward 0; the component's counter does not (live accuracy needs it).
+    assert model.metric_samples()['glassbox_model_feedback_total{reward="0"}'] == wrong_before + 1
     bad = {**body, "truth": {"data": {"ndarray": [[0, 1, 0]]}}}
     answer = requests.post(f"{model.url}/api/v1.0/feedback", json=bad, timeout=10)
     assert answer.status_code == 400 and "one-hot" in answer.json()["status"]["info"]

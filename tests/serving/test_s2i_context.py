@@ -34,7 +34,10 @@ def test_requirements_install_only_the_glassbox_wheel():
     lines = [
         line for line in (CONTEXT / "requirements.txt").read_text().splitlines() if line and line[0] != "#"
     ]
-    assert lines == ["--find-links ./wheels", "glassbox==0.1.0"]
+    # By path, never by name: PyPI has an unrelated project called glassbox.
+    from glassbox import __version__
+
+    assert lines == [f"./wheels/glassbox-{__version__}-py3-none-any.whl"]
 
 
 def test_class_file_serves_predictions(model_service_factory, adult_rows):

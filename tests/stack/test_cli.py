@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -94,17 +95,18 @@ def test_ctrl_c_stops_a_foreground_up(env):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    settings = StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"])
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 240
-    records = {}
-    while time.monotonic() < deadline and proc.poll() is None:
-        records = read_state(settings)
-        if len(records) == 4 and all(r.healthy() for r in records.values()):
-            break
-        time.sleep(0.5)
-    assert len(records) == 4, proc.stdout.read() if proc.poll() is not None else "stack did not come up"
+    while time.monotonic() < deadline and proc.poll() is None and not any("press Ctrl-C" in x for x in lines):
+        time.sleep(0.2)
+    records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
+    assert len(records) == 4 and all(r.healthy() for r in records.values()), "".join(lines)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    reader.join(10)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert "stopped" in out
     assert [r.name for r in records.values() if process_group_members(r.pid)] == []

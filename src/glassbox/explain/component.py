@@ -57,6 +57,7 @@ class LoanExplainer:
             retries=settings.retries,
             pool_size=settings.pool_size,
             artifact_sha256=manifest.artifact_sha256,
+            max_rows_per_call=settings.max_rows_per_call,
         )
         explainer = DeterministicExplainer(
             bundle.load_explainer(), predictor, schema, list(manifest.class_names), manifest.artifact_sha256

@@ -48,6 +48,7 @@ class RemotePredictor:
         retries: int = 2,
         pool_size: int = 8,
         artifact_sha256: str | None = None,
+        max_rows_per_call: int = 1000,
     ):
         self.url = url
         self.feature_names = list(feature_names)
@@ -65,6 +66,7 @@ class RemotePredictor:
         )
         self.pool = urllib3.PoolManager(maxsize=pool_size, retries=retry, timeout=self.timeout)
         self.headers = {"Content-Type": "application/json", **TRAFFIC_HEADER}
+        self.max_rows_per_call = max_rows_per_call
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         # The pipeline's own rule (ties to the first class, like sklearn), so remote labels match local ones.
@@ -72,6 +74,13 @@ class RemotePredictor:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(X)
+        if len(X) <= self.max_rows_per_call:
+            return self._call(X)
+        # Batched draws can exceed what the model takes in one request (its GLASSBOX_MODEL_MAX_ROWS).
+        chunks = range(0, len(X), self.max_rows_per_call)
+        return np.concatenate([self._call(X[i : i + self.max_rows_per_call]) for i in chunks])
+
+    def _call(self, X: np.ndarray) -> np.ndarray:
         body = json.dumps({"data": {"names": self.feature_names, "ndarray": X.tolist()}})
         try:
             response = self.pool.request("POST", self.url, body=body, headers=self.headers)

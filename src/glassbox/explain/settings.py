@@ -30,6 +30,9 @@ class ExplainerSettings(BaseSettings):
     read_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for one model answer.")
     retries: int = Field(2, ge=0, description="Retries of a model call on connection errors only.")
     pool_size: int = Field(8, ge=1, description="Keep-alive connections kept open to the model.")
+    max_rows_per_call: int = Field(
+        1000, ge=1, description="Most rows in one model request: at most the model's GLASSBOX_MODEL_MAX_ROWS."
+    )
     max_rows: int = Field(10, ge=1, description="Most rows explained in one request (each row is explained).")
     response_format: Literal["jsonData", "strData"] = Field(
         "jsonData",

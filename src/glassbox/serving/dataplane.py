@@ -115,6 +115,7 @@ class Dataplane:
             (response.get("meta") or {}).get("puid") or (request.get("meta") or {}).get("puid") or ""
         )
         self.feedback_log.record(request_id, truths, predicted, float(reward), self.model_version)
+        self.metrics.observe_feedback(float(reward), len(truths))
         return len(truths)
 
     def _truth_labels(self, truth: Any, rows: int) -> list[str | None]:

@@ -58,6 +58,7 @@ class ModelMetrics:
         self._bucket_counts = np.zeros(len(self._buckets) + 1, dtype=np.int64)  # last: above every bucket
         self._certainty_sum = 0.0
         self._rejections: Counter[str] = Counter()
+        self._feedback: Counter[str] = Counter()
         self._explainer_rows = 0
 
     def observe(self, certainty: Certainty) -> None:
@@ -81,6 +82,13 @@ class ModelMetrics:
         with self._lock:
             self._rejections[reason] += 1
 
+    def observe_feedback(self, reward: float, rows: int) -> None:
+        """Count feedback rows by reward: Seldon 1.19's own counters skip reward 0 (``update_reward``),
+        so ``glassbox_model_feedback_total{reward="1"} / sum(glassbox_model_feedback_total)`` is the
+        model-side live accuracy."""
+        with self._lock:
+            self._feedback[f"{reward:g}"] += rows
+
     def report(self, forward: ForwardStats | None = None, force: bool = False) -> list[dict]:
         """Seldon custom-metric dicts for everything since the last report.
 
@@ -94,6 +102,7 @@ class ModelMetrics:
             self._last_report = now
             predictions, buckets = self._predictions, self._bucket_counts
             certainty_sum, rejections, explainer = self._certainty_sum, self._rejections, self._explainer_rows
+            feedback = self._feedback
             first = self._first_report
             self._first_report = False
             self._reset()
@@ -111,6 +120,7 @@ class ModelMetrics:
             metrics.append(_counter("certainty_count", count))
             metrics.append(_counter("certainty_sum", certainty_sum))
         metrics += [_counter("input_rejections", n, reason=reason) for reason, n in rejections.items()]
+        metrics += [_counter("feedback", n, reward=reward) for reward, n in feedback.items()]
         if explainer or first:
             metrics.append(_counter("explainer_rows", explainer))
         for key, n in forward_delta.items():

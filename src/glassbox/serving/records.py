@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from glassbox.serving.schema import FeatureSchema
 from glassbox.serving.uncertainty import Certainty
+
+YIELD_EVERY = 8  # records formatted between two GIL hand-overs (about 0.15 ms of work)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class RecordBuilder:
                 timestamp,
             )
             built.append((f"{item.request_id}:{row}", text))
+            if k % YIELD_EVERY == YIELD_EVERY - 1:
+                # Hand the GIL to a waiting request thread now rather than at the interpreter's next
+                # forced switch (up to 5 ms away): forwarding must not delay predictions.
+                time.sleep(0)
         return built
 
     def _decoded_column(self, values: np.ndarray, column: int) -> list[str]:

@@ -63,28 +63,35 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # `up` has already stopped what it had started
         print("interrupted: stopped", file=sys.stderr)
         return 130
-    print(describe(stack))
-    if args.detach:
-        print("running in the background: `glassbox status`, `glassbox logs`, `glassbox down`")
-        return 0
-    print("press Ctrl-C to stop (or run `glassbox down` in another shell)", flush=True)
-    return supervise(stack)
+    try:
+        print(describe(stack))
+        if args.detach:
+            print("running in the background: `glassbox status`, `glassbox logs`, `glassbox down`")
+            return 0
+        print("press Ctrl-C to stop (or run `glassbox down` in another shell)", flush=True)
+        supervise(stack)
+    except KeyboardInterrupt:  # Ctrl-C before supervise() took over the signals
+        pass
+    return stop(stack)
 
 
-def supervise(stack) -> int:
-    """Wait in the foreground; stop everything on Ctrl-C/SIGTERM or when `down` stopped the stack."""
-    stop = threading.Event()
+def supervise(stack) -> None:
+    """Wait in the foreground until Ctrl-C/SIGTERM, or until `down` stopped the stack."""
+    requested = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: requested.set())
     reported: set[str] = set()
-    while not stop.wait(1.0):
+    while not requested.wait(1.0):
         if not stack.settings.state_file.exists():
-            break  # `glassbox down` from another shell stopped the processes
+            return  # `glassbox down` from another shell stopped the processes
         for name, component in stack.components.items():
             if not component.process.alive() and name not in reported:
                 reported.add(name)
                 log = component.process.log_path
                 print(f"warning: {name} exited; see {log}", file=sys.stderr, flush=True)
+
+
+def stop(stack) -> int:
     print("stopping ...", flush=True)
     left = stack.down()
     print("stopped" if not left else f"still running: {', '.join(left)}")

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[queue,dev]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[stack,deploy,dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create or refresh the virtualenv (.venv) with everything installed
@@ -44,6 +44,7 @@ demo: install ## Train if needed, start the local stack, send demo traffic, prin
 
 test: install tools ## Set up, then run lint and every test
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check

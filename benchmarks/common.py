@@ -53,9 +53,8 @@ def write_results(name: str, rows: Sequence[dict], columns: Sequence[str], notes
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": _cpus()}
     (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2) + "\n")
-    md = f"# {name}\n\n{notes.strip()}\n\n{markdown_table(rows, columns)}\n" if notes else (
-        f"# {name}\n\n{markdown_table(rows, columns)}\n"
-    )
+    intro = f"{notes.strip()}\n\n" if notes else ""
+    md = f"# {name}\n\n{intro}{markdown_table(rows, columns)}\n"
     path = RESULTS / f"{name}.md"
     path.write_text(md)
     return path

@@ -20,7 +20,10 @@ PARTS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glassbox", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="glassbox",
+        description="Serve a tabular classifier with its explanation, its metrics and a review queue.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in PARTS:
         try:

@@ -10,10 +10,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from glassbox.stack.process import ManagedProcess
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +67,7 @@ def processes() -> Iterator[list[ManagedProcess]]:
         proc.stop()
 
 
-# --- pipeline (issue 2): one trained model per test session, and encoded Adult test rows -------
+# --- pipeline: one trained model per test session, and encoded Adult test rows -------
 
 ADULT_CONFIG = REPO / "pipeline/configs/adult.yaml"
 
@@ -87,15 +91,15 @@ def trained_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def adult_test_rows() -> np.ndarray:  # noqa: F821 - numpy is imported lazily
-    """The first 50 rows of the default config's test split, in alibi's encoding (float64, 12 columns)."""
+def adult_test_rows() -> np.ndarray:
+    """The first 400 rows of the default config's test split, in alibi's encoding (float64, 12 columns)."""
     from glassbox.pipeline.config import load_config
     from glassbox.pipeline.data import load_dataset
     from glassbox.pipeline.split import split_rows
 
     config = load_config(ADULT_CONFIG)
     data = load_dataset(config)
-    return data.X[split_rows(data, config.split).test[:50]]
+    return data.X[split_rows(data, config.split).test[:400]]
 
 
 def write_toy_training(directory: Path, rows: int = 600, **overrides: object) -> Path:
@@ -143,7 +147,7 @@ def toy_training(tmp_path: Path):
     return lambda **overrides: write_toy_training(tmp_path / f"toy{next(counter)}", **overrides)
 
 
-# --- annotation queue (issue 5): toy intake records and an isolated PostgreSQL schema -----------
+# --- annotation queue: toy intake records and an isolated PostgreSQL schema -----------
 
 QUEUE_FEATURES = ("Age", "Workclass", "Education", "Marital Status", "Occupation", "Relationship", "Race",
                   "Sex", "Capital Gain", "Capital Loss", "Hours per week", "Country")  # fmt: skip
@@ -192,7 +196,7 @@ def postgres_schema(postgres_dsn: str) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-# ---- deploy (Kubernetes packaging) ------------------------------------------------------------------
+# --- deploy: a recorded Kubernetes API, toy Seldon classes, the CRD schema -------------
 # No Kubernetes API server can run here: this loopback server answers the real `kubernetes` client
 # with recorded JSON bodies (tests/data/deploy/), in order per path, the last one repeating.
 
@@ -291,7 +295,7 @@ def seldon_crd_schema() -> dict:
     return load_crd_schema(REPO / "tests/data/seldon-core-1.17.1/seldondeployments-crd-v1.yaml")
 
 
-# --- explain (issue 4): a toy fitted AnchorTabular over three features -------------------------
+# --- explain: a toy fitted AnchorTabular over three features -------------------------
 
 
 @pytest.fixture
@@ -369,7 +373,7 @@ def start_explainer_service(
     return ExplainerService(process, ports)
 
 
-# --- model component (issue 3): the loan classifier in a real seldon-core-microservice ----------
+# --- model component: the loan classifier in a real seldon-core-microservice ----------
 # ``start_model_service`` is shared: the explainer's tests can point their remote predictor at it.
 
 
@@ -457,15 +461,6 @@ def model_service_factory(trained_artifacts, tmp_path, processes):
         return service
 
     return start
-
-
-@pytest.fixture(scope="session")
-def adult_rows():
-    """The first 400 rows of the bundled Adult data in alibi's encoding (float64, 12 columns)."""
-    from glassbox.pipeline.config import load_config
-    from glassbox.pipeline.data import load_dataset
-
-    return load_dataset(load_config(REPO / "pipeline/configs/adult.yaml")).X[:400]
 
 
 class QueueService:

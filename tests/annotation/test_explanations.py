@@ -23,20 +23,20 @@ def explanations_served(metrics_url: str) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_missing_explanation_is_fetched_once_and_stored(
-    model_service_factory, trained_artifacts, start_queue, queue_record, adult_rows, processes, tmp_path
+    model_service_factory, trained_artifacts, start_queue, queue_record, adult_test_rows, processes, tmp_path
 ) -> None:
     model = model_service_factory()
     explainer = start_explainer_service(trained_artifacts, tmp_path, f"{model.url}/api/v1.0/predictions")
     processes.append(explainer.process)
     queue = start_queue(GLASSBOX_QUEUE_EXPLAINER_URL=explainer.url)
-    features = dict(zip(QUEUE_FEATURES, adult_rows[0].tolist(), strict=True))
+    features = dict(zip(QUEUE_FEATURES, adult_test_rows[0].tolist(), strict=True))
     queue.call("POST", "/api/v1/records/bulk", json={"records": [queue_record(1, features=features)]})
 
     first = queue.call("GET", "/api/v1/records/req-1:0")
     assert first.status_code == 200, first.text
     explanation = first.json()["explanation"]
     assert explanation["anchor"] and 0 <= explanation["precision"] <= 1
-    assert explanation["instance"]["Age"] == adult_rows[0][0]  # the explainer saw this record's features
+    assert explanation["instance"]["Age"] == adult_test_rows[0][0]  # the explainer saw this record's features
     served = explanations_served(explainer.metrics_url)
     again = queue.call("GET", "/api/v1/records/req-1:0").json()
     assert again["explanation"] == explanation

@@ -48,11 +48,11 @@ def test_feedback_payload_is_seldons_shape(queue_record) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_completed_predictions_send_feedback_to_the_model_once(
-    model_service_factory, start_queue, adult_rows
+    model_service_factory, start_queue, adult_test_rows
 ) -> None:
     model = model_service_factory()
     queue = start_queue(GLASSBOX_QUEUE_FEEDBACK_URL=model.url, GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS="0.5")
-    answer = model.predict({"data": {"ndarray": adult_rows[:3].tolist()}})
+    answer = model.predict({"data": {"ndarray": adult_test_rows[:3].tolist()}})
     assert answer.status_code == 200, answer.text
     classes = answer.json()["data"]["names"]
     records = []
@@ -62,7 +62,7 @@ def test_completed_predictions_send_feedback_to_the_model_once(
             {
                 "id": f"fb-test:{row}",
                 "source": "prediction",
-                "features": dict(zip(QUEUE_FEATURES, adult_rows[row].tolist(), strict=True)),
+                "features": dict(zip(QUEUE_FEATURES, adult_test_rows[row].tolist(), strict=True)),
                 "probabilities": dict(zip(classes, probabilities, strict=True)),
                 "predicted_label": classes[probabilities.index(best)],
                 "certainty": {

@@ -11,8 +11,8 @@ from seldon_core.utils import seldon_message_to_json
 
 
 @pytest.fixture(scope="module")
-def rows(adult_rows) -> np.ndarray:
-    return adult_rows[:5]
+def rows(adult_test_rows) -> np.ndarray:
+    return adult_test_rows[:5]
 
 
 def client(model, transport: str) -> SeldonClient:

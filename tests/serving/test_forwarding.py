@@ -50,13 +50,13 @@ def send(model, rows: np.ndarray, batches: int, prefix: str, headers: dict | Non
 
 
 def test_uncertain_rows_reach_the_queue_with_their_context(
-    model_service_factory, queue_service, adult_rows, trained_artifacts
+    model_service_factory, queue_service, adult_test_rows, trained_artifacts
 ):
     from glassbox.pipeline.artifacts import load_bundle
 
     queue = queue_service.start()
     model = model_service_factory(env=forwarding_env(queue))
-    rows = adult_rows[:100]
+    rows = adult_test_rows[:100]
     send(model, rows, 1, "user")
     send(model, rows, 1, "explainer", headers={"X-Glassbox-Traffic": "explainer"})
 
@@ -83,10 +83,10 @@ def test_uncertain_rows_reach_the_queue_with_their_context(
 
 
 def test_queue_down_then_up_loses_nothing_and_duplicates_nothing(
-    model_service_factory, queue_service, adult_rows
+    model_service_factory, queue_service, adult_test_rows
 ):
     model = model_service_factory(env=forwarding_env(queue_service, threshold=1.01))
-    rows = adult_rows[:7]
+    rows = adult_test_rows[:7]
     expected = send(model, rows, 20, "outage")
     send(model, rows, 1, "outage")  # a client retrying "outage-0": the same record ids, nothing new
     wait_for(lambda: outbox_depth(model.outbox_dir) == len(expected), what="every record in the outbox")
@@ -105,11 +105,11 @@ def test_queue_down_then_up_loses_nothing_and_duplicates_nothing(
 
 
 def test_killed_worker_outbox_is_delivered_after_restart(
-    model_service_factory, queue_service, adult_rows, tmp_path
+    model_service_factory, queue_service, adult_test_rows, tmp_path
 ):
     env = forwarding_env(queue_service, threshold=1.01)
     model = model_service_factory(env=env, workdir=tmp_path)
-    expected = send(model, adult_rows[:10], 5, "crash")
+    expected = send(model, adult_test_rows[:10], 5, "crash")
     wait_for(lambda: outbox_depth(model.outbox_dir) == len(expected), what="records in the outbox")
     model.process.kill()  # SIGKILL: no shutdown hook runs
 
@@ -121,11 +121,11 @@ def test_killed_worker_outbox_is_delivered_after_restart(
     wait_for(lambda: outbox_depth(model.outbox_dir) == 0, what="an empty outbox")
 
 
-def test_full_outbox_drops_and_counts(model_service_factory, queue_service, adult_rows):
+def test_full_outbox_drops_and_counts(model_service_factory, queue_service, adult_test_rows):
     model = model_service_factory(
         env=forwarding_env(queue_service, threshold=1.01, GLASSBOX_MODEL_OUTBOX_MAX_RECORDS="5")
     )
-    send(model, adult_rows[:8], 1, "full")
+    send(model, adult_test_rows[:8], 1, "full")
     wait_for(lambda: outbox_depth(model.outbox_dir) == 5, what="a full outbox")
 
     def dropped() -> float:
@@ -135,32 +135,34 @@ def test_full_outbox_drops_and_counts(model_service_factory, queue_service, adul
     assert "dropped 3 records" in model.process.tail(200)
 
 
-def test_two_workers_forward_each_record_once(model_service_factory, queue_service, adult_rows):
+def test_two_workers_forward_each_record_once(model_service_factory, queue_service, adult_test_rows):
     queue_service.start()
     model = model_service_factory(env=forwarding_env(queue_service, threshold=1.01), workers=2, threads=2)
-    expected = send(model, adult_rows[:10], 12, "workers")
+    expected = send(model, adult_test_rows[:10], 12, "workers")
     wait_for(lambda: len(queue_service.record_ids()) >= len(expected), what="every record from both workers")
     assert sorted(queue_service.record_ids()) == sorted(expected)
 
 
-def test_graceful_stop_keeps_buffered_rows_in_the_outbox(model_service_factory, queue_service, adult_rows):
+def test_graceful_stop_keeps_buffered_rows_in_the_outbox(
+    model_service_factory, queue_service, adult_test_rows
+):
     # A long linger keeps the rows in the in-memory buffer until SIGTERM arrives.
     env = forwarding_env(queue_service, threshold=1.01, GLASSBOX_MODEL_FORWARD_LINGER_SECONDS="60")
     model = model_service_factory(env=env)
-    expected = send(model, adult_rows[:6], 2, "sigterm")
+    expected = send(model, adult_test_rows[:6], 2, "sigterm")
     time.sleep(0.5)
     assert outbox_depth(model.outbox_dir) == 0  # still buffered
     model.process.stop()  # SIGTERM to the process group, as Kubernetes does
     assert outbox_depth(model.outbox_dir) == len(expected)
 
 
-def test_graceful_stop_keeps_grpc_buffered_rows_too(model_service_factory, queue_service, adult_rows):
+def test_graceful_stop_keeps_grpc_buffered_rows_too(model_service_factory, queue_service, adult_test_rows):
     from seldon_core.seldon_client import SeldonClient
 
     env = forwarding_env(queue_service, threshold=1.01, GLASSBOX_MODEL_FORWARD_LINGER_SECONDS="60")
     model = model_service_factory(env=env)
     client = SeldonClient(microservice_endpoint=model.grpc_endpoint, transport="grpc")
-    result = client.microservice(method="predict", data=adult_rows[:4], payload_type="ndarray")
+    result = client.microservice(method="predict", data=adult_test_rows[:4], payload_type="ndarray")
     assert result.success, result.msg
     time.sleep(0.5)
     assert outbox_depth(model.outbox_dir) == 0  # still buffered in the gRPC server process

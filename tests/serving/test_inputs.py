@@ -10,8 +10,8 @@ from .conftest import MAX_ROWS
 
 
 @pytest.fixture(scope="module")
-def rows(adult_rows) -> list[list[float]]:
-    return adult_rows[:20].tolist()
+def rows(adult_test_rows) -> list[list[float]]:
+    return adult_test_rows[:20].tolist()
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ def schema(trained_artifacts) -> FeatureSchema:
     return FeatureSchema.from_manifest(read_manifest(resolve_version_dir(trained_artifacts)))
 
 
-def test_records_parse_to_the_contract(schema, adult_rows):
-    X = adult_rows[:30]
+def test_records_parse_to_the_contract(schema, adult_test_rows):
+    X = adult_test_rows[:30]
     P = np.column_stack([np.linspace(0.5, 0.99, 30), 1 - np.linspace(0.5, 0.99, 30)])
     certainty = Certainty.of(P)
     rows = certainty.uncertain_rows(0.7)

@@ -40,12 +40,12 @@ def test_requirements_install_only_the_glassbox_wheel():
     assert lines == [f"./wheels/glassbox-{__version__}-py3-none-any.whl"]
 
 
-def test_class_file_serves_predictions(model_service_factory, adult_rows):
+def test_class_file_serves_predictions(model_service_factory, adult_test_rows):
     env = environment()
     service = model_service_factory(
         interface=env["MODEL_NAME"], cwd=str(CONTEXT), env={"INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
     )
-    answer = service.predict({"data": {"ndarray": adult_rows[:3].tolist()}})
+    answer = service.predict({"data": {"ndarray": adult_test_rows[:3].tolist()}})
     assert answer.status_code == 200, answer.text
     probabilities = np.asarray(answer.json()["data"]["ndarray"])
     assert probabilities.shape == (3, 2)

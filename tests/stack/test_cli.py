@@ -42,7 +42,7 @@ def env(tmp_path, trained_artifacts) -> dict[str, str]:
     }
 
 
-def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, adult_rows):
+def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, adult_test_rows):
     # Without Prometheus the stack says how to get it and carries on. The queue keeps its records in
     # PostgreSQL here (SQLite, the default, is what the module-wide stack of test_stack.py uses).
     extra = {
@@ -60,7 +60,7 @@ def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, a
     # Every row forwarded to the queue lands in PostgreSQL.
     reply = requests.post(
         f"{records['gateway'].url}/seldon/default/loanclassifier/api/v1.0/predictions",
-        json={"data": {"ndarray": adult_rows[:200].tolist()}},
+        json={"data": {"ndarray": adult_test_rows[:200].tolist()}},
     )
     assert reply.status_code == 200, reply.text
     uncertain = int((np.asarray(reply.json()["data"]["ndarray"]).max(axis=1) < 0.7).sum())

@@ -6,9 +6,11 @@ when it is missing; ``.ci/run`` fails the build if anything was skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -201,12 +203,27 @@ def postgres_schema(postgres_dsn: str) -> Iterator[str]:
 # with recorded JSON bodies (tests/data/deploy/), in order per path, the last one repeating.
 
 
+def answer_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """Write ``body`` as a JSON response from a ``BaseHTTPRequestHandler`` (the toy servers here)."""
+    payload = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+@pytest.fixture(name="answer_json")
+def answer_json_fixture():
+    """``answer_json`` for toy HTTP servers defined in test modules."""
+    return answer_json
+
+
 class RecordedKubeAPI:
     """Loopback HTTP server replaying recorded Kubernetes API answers: {path: [(status, body), ...]}."""
 
     def __init__(self) -> None:
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.routes: dict[str, list[tuple[int, dict]]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -214,18 +231,11 @@ class RecordedKubeAPI:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                import json
-
                 path = self.path.split("?", 1)[0]
                 api.requests.append(("GET", path))
                 answers = api.routes.get(path)
                 status, body = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else (404, {})
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                answer_json(self, status, body)
 
             def log_message(self, *args: object) -> None:  # keep pytest's output clean
                 pass

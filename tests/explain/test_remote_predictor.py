@@ -20,7 +20,7 @@ CLASSES = ["<=50K", ">50K"]
 
 
 @pytest.fixture
-def fake_model():
+def fake_model(answer_json):
     """A loopback HTTP server answering each POST with ``answer(rows) -> (status, body)``; records headers."""
     state = {"answer": None, "headers": []}
 
@@ -28,13 +28,7 @@ def fake_model():
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["headers"].append(dict(self.headers))
-            status, body = state["answer"](request["data"]["ndarray"])
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            answer_json(self, *state["answer"](request["data"]["ndarray"]))
 
         def log_message(self, *args) -> None:
             pass

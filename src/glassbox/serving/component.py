@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from flask import has_request_context
+from flask import request as http_request  # predict_raw's own argument is also called request
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
@@ -247,6 +249,4 @@ def _is_explainer(meta: dict) -> bool:
     tags = meta.get("tags")
     if isinstance(tags, dict) and tags.get(TRAFFIC_TAG) == EXPLAINER:
         return True
-    from flask import has_request_context, request
-
-    return has_request_context() and request.headers.get(TRAFFIC_HEADER, "").lower() == EXPLAINER
+    return has_request_context() and http_request.headers.get(TRAFFIC_HEADER, "").lower() == EXPLAINER

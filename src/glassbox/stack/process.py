@@ -39,6 +39,15 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
+def _accepts(port: int, host: str = LOOPBACK) -> bool:
+    """Whether something listens on ``port`` (a TCP connect succeeds)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def venv_bin(name: str) -> str:
     """Path of a console script installed beside the running interpreter (the project's venv)."""
     candidate = Path(sys.executable).parent / name
@@ -47,13 +56,15 @@ def venv_bin(name: str) -> str:
 
 @dataclass
 class ManagedProcess:
-    """One child process with its log file; ``start`` returns once ``health_url`` answers 200."""
+    """One child process with its log file; ``start`` returns once ``health_url`` answers 200 and
+    every port in ``ready_ports`` accepts connections (servers the health URL does not cover)."""
 
     name: str
     argv: Sequence[str]
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     health_url: str | None = None
+    ready_ports: Sequence[int] = ()
     cwd: str | None = None
     popen: subprocess.Popen | None = None
 
@@ -69,7 +80,7 @@ class ManagedProcess:
             start_new_session=True,  # own process group: stop() reaches forked workers too
         )
         log.close()
-        if self.health_url:
+        if self.health_url or self.ready_ports:
             self.wait_healthy(timeout)
         return self
 
@@ -85,14 +96,21 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.health_url, timeout=1).status_code == 200:
-                    return
+            if self._health_ok() and all(_accepts(port) for port in self.ready_ports):
+                return
             time.sleep(0.2)
         self.stop()
         raise TimeoutError(
             f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s; see {self.log_path}"
         )
+
+    def _health_ok(self) -> bool:
+        if not self.health_url:
+            return True
+        try:
+            return requests.get(self.health_url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
         if not self.popen or self.popen.poll() is not None:
@@ -155,6 +173,9 @@ def seldon_microservice(
         log_path=log_path,
         env=dict(env or {}),
         health_url=f"http://{LOOPBACK}:{ports['http']}/health/ping",
+        # The gRPC and metrics servers are separate processes that /health/ping does not cover: a
+        # gRPC call made as soon as REST answers could otherwise be refused.
+        ready_ports=(ports["grpc"], ports["metrics"]),
         cwd=cwd,
     )
     return proc, ports

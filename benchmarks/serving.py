@@ -5,12 +5,8 @@ sequential loopback REST requests of 1 and of 100 rows and we report percentiles
 
 - floor: ``ConstantModel`` (benchmarks/serving_models), no work at all: what the wrapper costs;
 - sklearn: the fitted sklearn pipeline's ``predict_proba`` served as the classic talk does;
-- loanclassifier: ``LoanClassifier`` (validation, ONNX fast path, metrics), no forwarding;
-- loanclassifier+forwarding: the same with every row forwarded (threshold 1.01) to a running queue;
-- loanclassifier(compact): the same component over the same recipe with ``min_samples_leaf=10``
-  (about 38k tree nodes instead of 483k). The default recipe's fully grown forest is ~20 MB of
-  nodes: between two requests it drops out of the CPU caches and ONNX then takes ~3.5 ms for 100
-  rows instead of ~0.9 ms warm. This row shows what the forest's size, not the serving path, costs.
+- loanclassifier: ``LoanClassifier`` (validation, compact-forest fast path, metrics), no forwarding;
+- loanclassifier+forwarding: the same with every row forwarded (threshold 1.01) to a running queue.
 
 The servers run side by side and the client takes them in turn in blocks of ``BLOCK`` sequential
 requests (one in flight at a time, bodies encoded once: the client's JSON encoding is not the
@@ -48,7 +44,6 @@ BASELINE = "issue author, seldon-core 1.19.0: floor 2.1 / 2.9 ms, sklearn 15.4 /
 QUEUE_KEY = "bench-owner-key"
 WARMUP = 50
 BLOCK = 100
-COMPACT_LEAF = 10
 
 
 def _artifacts() -> Path:
@@ -58,19 +53,6 @@ def _artifacts() -> Path:
         from glassbox.pipeline.train import train
 
         train(load_config(CONFIG), path)
-    return path
-
-
-def _compact_artifacts(work: Path) -> Path:
-    """The default recipe with leaves of at least ``COMPACT_LEAF`` rows, trained into ``work``."""
-    from glassbox.pipeline.config import load_config
-    from glassbox.pipeline.train import train
-
-    config = load_config(CONFIG)
-    params = {**config.model.params, "min_samples_leaf": COMPACT_LEAF}
-    model = config.model.model_copy(update={"params": params})
-    path = work / "compact"
-    train(config.model_copy(update={"model": model}), path, progress=False)
     return path
 
 
@@ -135,11 +117,6 @@ def main() -> Path:
                 "sklearn": ("SklearnModel", {}, str(TOY_MODELS)),
                 "loanclassifier": (COMPONENT, {}, None),
                 "loanclassifier+forwarding": (COMPONENT, forwarding, None),
-                "loanclassifier(compact)": (
-                    COMPONENT,
-                    {"GLASSBOX_MODEL_ARTIFACTS": str(_compact_artifacts(work))},
-                    None,
-                ),
             }
             calls = {}
             for name, (interface, extra, cwd) in servers.items():
@@ -191,7 +168,7 @@ def _add_ratios(rows: list[dict]) -> None:
     for r in rows:
         n = r["rows"]
         r["x_floor"] = r["p50_ms"] / by[("floor", n)]["p50_ms"]
-        if r["server"] in ("loanclassifier", "loanclassifier(compact)"):
+        if r["server"] == "loanclassifier":
             r["goal"] = f"<= {GOALS[n]}x floor"
             r["met"] = r["x_floor"] <= GOALS[n]
         elif r["server"] == "loanclassifier+forwarding":

@@ -39,7 +39,7 @@ def test_manifest_has_the_contract_fields(bundle):
         "preprocessor.dill",
         "model.dill",
         "explainer.dill",
-        "model.onnx",
+        "compact.npz",
         "report.json",
         "model_card.md",
     } <= set(m.files)
@@ -47,7 +47,7 @@ def test_manifest_has_the_contract_fields(bundle):
         m.files
     )
     assert m.metrics["accuracy"] > 0.8
-    assert {"scikit-learn", "alibi", "onnxruntime", "numpy"} <= set(m.library_versions)
+    assert {"scikit-learn", "alibi", "onnxruntime", "numba", "numpy"} <= set(m.library_versions)
     assert m.training_config["model"]["params"] == {"n_estimators": 50}
     assert len(m.artifact_sha256) == 64
 
@@ -86,7 +86,7 @@ def test_edited_manifest_is_refused(version_copy):
 
 
 def test_missing_file_is_refused(version_copy):
-    (version_copy / "model.onnx").unlink()
+    (version_copy / "compact.npz").unlink()
     with pytest.raises(ArtifactIntegrityError, match="listed in the manifest but missing"):
         load_bundle(version_copy)
 

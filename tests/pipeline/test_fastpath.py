@@ -1,15 +1,24 @@
-"""The ONNX fast path agrees with the sklearn reference on the whole test split."""
+"""The fast path agrees with the sklearn reference: the compact forest on the whole test split, the
+ONNX graph for older versions and other estimators."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from conftest import ADULT_CONFIG
+from glassbox.pipeline import fastpath
 from glassbox.pipeline.artifacts import load_bundle
+from glassbox.pipeline.compact import NEXT_IS_RIGHT, supports
 from glassbox.pipeline.config import load_config
 from glassbox.pipeline.data import load_dataset
+from glassbox.pipeline.fastpath import CompactFastPath, OnnxFastPath, to_onnx_bytes
 from glassbox.pipeline.split import split_rows
+from glassbox.pipeline.train import train
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +57,37 @@ def test_the_report_records_the_check(trained_artifacts):
     report = load_bundle(trained_artifacts).report()
     assert report["fast_path"]["equivalent"] is True
     assert report["fast_path"]["rows"] == 2560 and report["fast_path"]["argmax_mismatches"] == 0
+
+
+def test_the_recipe_is_compiled_and_an_onnx_version_still_loads(trained_artifacts, test_split, tmp_path):
+    bundle = load_bundle(trained_artifacts)
+    assert isinstance(bundle.fast_path, CompactFastPath)
+    X = test_split[0][:200]
+    # A version written before the compact forest holds model.onnx: it loads with the ONNX graph.
+    onnx = fastpath.load({fastpath.ONNX_FILE: to_onnx_bytes(bundle.pipeline, 12)}, 12)
+    assert isinstance(onnx, OnnxFastPath)
+    assert np.abs(onnx.predict_proba(X) - bundle.predict_proba(X)).max() <= 1e-5
+
+
+def test_every_split_is_sklearns_including_best_first_trees(toy_training, tmp_path):
+    """max_leaf_nodes grows trees best-first (children not after their parent); ExtraTrees splits at
+    random thresholds, which the float32 rounding must keep on the right side."""
+    params = {"n_estimators": 15, "max_leaf_nodes": 40, "min_samples_leaf": 1}
+    model = {"estimator": "sklearn.ensemble.ExtraTreesClassifier", "params": params, "seed": 0}
+    result = train(load_config(toy_training(model=model)), tmp_path, progress=False)
+    assert "compact.npz" in result.manifest.files and "model.onnx" not in result.manifest.files
+    bundle = load_bundle(result.path)
+    assert result.report["fast_path"]["equivalent"] is True
+    assert result.report["fast_path"]["max_abs_diff"] <= 1e-6
+    assert bundle.fast_path.compact.nodes["feature"].max() >= NEXT_IS_RIGHT  # some busier right children
+
+
+def test_other_steps_are_left_to_onnx():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 2, 60)
+    scaled = ColumnTransformer([("num", MinMaxScaler(), [0, 1, 2])])
+    assert not supports(Pipeline([("pre", scaled), ("rf", RandomForestClassifier(3))]).fit(X, y))
+    standard = ColumnTransformer([("num", StandardScaler(), [0, 1, 2])])
+    assert supports(Pipeline([("pre", standard), ("rf", RandomForestClassifier(3))]).fit(X, y))
+    three = np.arange(60) % 3
+    assert not supports(Pipeline([("pre", standard), ("rf", RandomForestClassifier(3))]).fit(X, three))

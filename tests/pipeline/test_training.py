@@ -178,6 +178,7 @@ def test_other_estimators_get_an_equivalent_fast_path(toy_training, tmp_path, es
     result = train(config, tmp_path, progress=False)
     assert result.report["fast_path"]["equivalent"] is True
     assert result.manifest.training_config["model"]["estimator"] == estimator
+    assert "model.onnx" in result.manifest.files and "compact.npz" not in result.manifest.files
 
 
 def test_an_existing_version_is_never_overwritten(toy_training, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from glassbox.errors import ArtifactIntegrityError, Conflict, NotFound
+from glassbox.pipeline import fastpath
 from glassbox.pipeline.fastpath import FastPath, argmax_like_sklearn, as_rows
 
 MANIFEST = "manifest.json"
@@ -31,7 +32,6 @@ LATEST = "LATEST"
 PREPROCESSOR = "preprocessor.dill"
 MODEL = "model.dill"
 EXPLAINER = "explainer.dill"
-ONNX = "model.onnx"
 REPORT = "report.json"
 MODEL_CARD = "model_card.md"
 
@@ -170,7 +170,8 @@ class Bundle:
 
     @cached_property
     def fast_path(self) -> FastPath:
-        return FastPath(self.read_verified(ONNX), self.n_features)
+        names = [n for n in fastpath.FILES if n in self.manifest.files]
+        return fastpath.load({name: self.read_verified(name) for name in names}, self.n_features)
 
     @cached_property
     def pipeline(self):  # sklearn Pipeline
@@ -181,7 +182,7 @@ class Bundle:
         return dill.loads(self.read_verified(PREPROCESSOR))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Probabilities per class from the ONNX fast path; X: (n, n_features) in alibi's encoding."""
+        """Probabilities per class from the fast path; X: (n, n_features) in alibi's encoding."""
         return self.fast_path.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:

@@ -37,7 +37,7 @@ def render(
         f"- Classes: {summary['class_names']} (positive: `{summary['class_names'][1]}`)",
         f"- Training data: `{summary['dataset']}` (sha256 `{summary['data_sha256']}`), "
         f"{report['train_rows']} train rows, {report['test_rows']} test rows ({summary['split']})",
-        f"- Fast path (ONNX, onnxruntime) vs sklearn on the test split: max |Δp| = "
+        f"- Fast path (compiled: compact forest or ONNX) vs sklearn on the test split: max |Δp| = "
         f"{fast['max_abs_diff']:.2e}, argmax mismatches = {fast['argmax_mismatches']}",
         "",
         "Intended use: a demonstration of serving, explaining and reviewing a tabular classifier. The UCI "

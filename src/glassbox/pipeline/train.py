@@ -23,12 +23,12 @@ import numpy as np
 from tqdm import tqdm
 
 from glassbox.errors import ConfigError, Conflict, GlassboxError
-from glassbox.pipeline import artifacts
+from glassbox.pipeline import artifacts, fastpath
 from glassbox.pipeline.config import TrainingConfig
 from glassbox.pipeline.data import Dataset, load_dataset
 from glassbox.pipeline.estimator import build_pipeline
 from glassbox.pipeline.evaluation import evaluate
-from glassbox.pipeline.fastpath import FastPath, check_equivalence, to_onnx_bytes
+from glassbox.pipeline.fastpath import check_equivalence
 from glassbox.pipeline.gate import Breach, breaches
 from glassbox.pipeline.model_card import render
 from glassbox.pipeline.plots import draw_all
@@ -40,7 +40,7 @@ CorrectionsHook = Callable[[Dataset], tuple[Dataset, dict[str, Any]]]
 
 LIBRARIES = (
     "glassbox", "numpy", "pandas", "scikit-learn", "alibi", "dill", "onnx", "onnxruntime", "skl2onnx",
-    "fairlearn", "seldon-core",
+    "numba", "fairlearn", "seldon-core",
 )  # fmt: skip
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 STEPS = (
@@ -153,8 +153,7 @@ def train(
                 raise GlassboxError(f"training failed: {exc}", status_code=400) from None
 
         with bar.step("compile fast path"):
-            onnx_bytes = to_onnx_bytes(pipeline, len(data.feature_names))
-            fast = FastPath(onnx_bytes, len(data.feature_names))
+            fast, fast_files = fastpath.build(pipeline, len(data.feature_names))
             equivalence = check_equivalence(
                 pipeline.predict_proba(data.X[test_rows]), fast.predict_proba(data.X[test_rows])
             )
@@ -190,7 +189,8 @@ def train(
             artifacts.save_dill(pipeline.steps[0][1], staging / artifacts.PREPROCESSOR)
             artifacts.save_dill(pipeline, staging / artifacts.MODEL)
             artifacts.save_explainer(explainer, staging / artifacts.EXPLAINER)
-            (staging / artifacts.ONNX).write_bytes(onnx_bytes)
+            for name, content in fast_files.items():
+                (staging / name).write_bytes(content)
             _write_json(staging / artifacts.REPORT, report)
             draw_all(report, curves, data.class_names, staging / "plots")
             summary = {

@@ -7,7 +7,7 @@ whole request (``meta.puid``, ``jsonData``, ``names``) and builds the response i
 
 Lifecycle: Seldon builds the object once in the parent process, then calls ``load()`` in every
 gunicorn worker and in the gRPC server process after they fork. Everything that holds a thread, a
-file handle or an ONNX session is therefore created in ``load()``, never in ``__init__``.
+file handle or a compiled fast path is therefore created in ``load()``, never in ``__init__``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class LoanClassifier:
         from glassbox.pipeline.artifacts import load_bundle  # heavy (onnxruntime): after fork only
 
         bundle = load_bundle(self.settings.artifacts)  # verifies every SHA-256 before unpickling
-        bundle.predict_proba(np.zeros((1, bundle.n_features)))  # build the ONNX session now, not on request 1
+        bundle.predict_proba(np.zeros((1, bundle.n_features)))  # compile the fast path now, not on request 1
         self.dataplane = Dataplane(self.settings, bundle)
         self.dataplane.start()
         atexit.register(self.dataplane.stop)  # SIGTERM: buffered rows go to the outbox, not lost

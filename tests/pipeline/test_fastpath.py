@@ -8,7 +8,7 @@ import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from conftest import ADULT_CONFIG
 from glassbox.pipeline import fastpath
@@ -91,3 +91,6 @@ def test_other_steps_are_left_to_onnx():
     assert supports(Pipeline([("pre", standard), ("rf", RandomForestClassifier(3))]).fit(X, y))
     three = np.arange(60) % 3
     assert not supports(Pipeline([("pre", standard), ("rf", RandomForestClassifier(3))]).fit(X, three))
+    strict = ColumnTransformer([("cat", OneHotEncoder(), [0])])  # unknown codes raise in sklearn
+    codes = rng.integers(0, 3, (60, 3)).astype(float)
+    assert not supports(Pipeline([("pre", strict), ("rf", RandomForestClassifier(3))]).fit(codes, y))

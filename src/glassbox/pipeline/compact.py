@@ -3,12 +3,12 @@
 Why not onnxruntime for forests: the default recipe grows 50 unbounded trees (~480k nodes), which
 onnxruntime keeps in ~20 MB. Between two requests the forest drops out of the CPU caches (the L3 is
 shared with everything else on the host), and every step down a tree then waits on a miss: 100 rows
-took 3.6 ms instead of 0.7 ms warm, one row 0.2-0.3 ms of mostly onnxruntime's own cold start. Here
+took 3.3-3.6 ms instead of 0.6 ms warm, one row 0.2 ms of mostly onnxruntime's own cold start. Here
 a node is 12 bytes, ``(feature, value, far)``, and a leaf keeps the positive-class probability in
 ``value``. Nodes are in depth-first order taking the child more training rows went to first, so that
 child is the next node and the usual path runs through consecutive memory; ``far`` is the other
 child, and a flag in ``feature`` says which side the next node is. The same forest is 5.8 MB, and
-the cold numbers become about 1.1 ms and 0.06 ms (benchmarks/fastpath.py).
+the cold numbers become about 1.0 ms and 0.1 ms (benchmarks/fastpath.py).
 
 Exactness, step by step as sklearn computes it: impute NaN with the fitted statistics, scale as
 ``(x - mean) / scale`` in float64, one-hot by equality with the fitted categories (an unknown code
@@ -137,6 +137,8 @@ def _columns(preprocessor: object, impute: np.ndarray | None = None) -> tuple[np
         elif isinstance(step, OneHotEncoder):
             if step.drop is not None or getattr(step, "_infrequent_enabled", False):
                 raise Unsupported("OneHotEncoder with drop or infrequent categories")
+            if step.handle_unknown != "ignore":  # an unknown code must score as all zeros, not raise
+                raise Unsupported(f"OneHotEncoder(handle_unknown={step.handle_unknown!r})")
             for column, categories in zip(columns, step.categories_, strict=True):
                 for category in categories:
                     kind.append(ONE_HOT)

@@ -67,9 +67,13 @@ class Forwarder:
     def submit(self, item: UncertainRows) -> None:
         with self._cond:
             if self._buffered_rows + len(item) <= self.settings.buffer_max_records and not self._stopping:
+                idle = not self._buffer
                 self._buffer.append(item)
                 self._buffered_rows += len(item)
-                self._cond.notify()
+                # Wake the sender only when it sleeps on an empty buffer or a batch is full: waking it
+                # on every request (it is lingering for a batch) cost each request a thread switch.
+                if idle or self._buffered_rows >= self.settings.forward_batch_size:
+                    self._cond.notify()
                 return
         # The sender is behind (or stopping): keep the rows durable rather than hold the request.
         self._spill(self.build(item))

@@ -59,7 +59,7 @@ def test_the_report_records_the_check(trained_artifacts):
     assert report["fast_path"]["rows"] == 2560 and report["fast_path"]["argmax_mismatches"] == 0
 
 
-def test_the_recipe_is_compiled_and_an_onnx_version_still_loads(trained_artifacts, test_split, tmp_path):
+def test_the_recipe_is_compiled_and_an_onnx_version_still_loads(trained_artifacts, test_split):
     bundle = load_bundle(trained_artifacts)
     assert isinstance(bundle.fast_path, CompactFastPath)
     X = test_split[0][:200]

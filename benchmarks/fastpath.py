@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import percentiles, time_calls, write_results
+from benchmarks.common import time_calls, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "pipeline/configs/adult.yaml"
@@ -35,13 +35,7 @@ def cpu_ms_per_call(fn: Callable[[], object], repeat: int) -> float:
 def cold_p50_ms(fn: Callable[[], object], repeat: int) -> float:
     """p50 of calls made after evicting the CPU caches (reading more memory than the L3 holds)."""
     evict = np.ones(8_000_000)
-    samples = []
-    for _ in range(repeat):
-        evict.sum()
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return percentiles(samples)["p50_ms"]
+    return time_calls(fn, repeat, warmup=0, before=evict.sum)["p50_ms"]
 
 
 def model_dir(workdir: Path) -> Path:

@@ -30,8 +30,9 @@ POSTGRES_DSN = os.environ.get("GLASSBOX_TEST_POSTGRES_DSN", "postgresql://postgr
 
 def intake_bodies(run: str) -> list[bytes]:
     """``RECORDS`` records built from the bundled Adult rows, pre-encoded as bulk bodies."""
+    from glassbox.contract.schema import decode_row
     from glassbox.pipeline.config import load_config
-    from glassbox.pipeline.data import decode_row, load_dataset
+    from glassbox.pipeline.data import load_dataset
 
     data = load_dataset(load_config(REPO / "pipeline/configs/adult.yaml"))
     records = []

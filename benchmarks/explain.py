@@ -28,10 +28,10 @@ import numpy as np
 import requests
 
 from benchmarks.common import percentiles, write_results
+from glassbox.contract.labels import argmax_like_sklearn
+from glassbox.contract.schema import FeatureSchema
 from glassbox.explain.core import DeterministicExplainer
-from glassbox.explain.instances import FeatureSchema
 from glassbox.explain.params import ExplainParams
-from glassbox.pipeline.fastpath import argmax_like_sklearn
 from glassbox.stack.process import LOOPBACK, seldon_microservice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def in_process(bundle, name: str, predict_proba, speedups: bool) -> Variant:
     explainer = DeterministicExplainer(
         bundle.load_explainer(),
         predictor,
-        FeatureSchema(manifest.feature_names, manifest.category_map),
+        FeatureSchema.of(manifest.feature_names, manifest.category_map),
         list(manifest.class_names),
         manifest.artifact_sha256,
     )

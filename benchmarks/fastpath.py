@@ -54,7 +54,7 @@ def main() -> Path:
     from glassbox.pipeline.artifacts import load_bundle
     from glassbox.pipeline.config import load_config
     from glassbox.pipeline.data import load_dataset
-    from glassbox.pipeline.fastpath import OnnxFastPath, to_onnx_bytes
+    from glassbox.pipeline.onnx_graph import OnnxFastPath, to_onnx_bytes
     from glassbox.pipeline.split import split_rows
 
     config = load_config(CONFIG)

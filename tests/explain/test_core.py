@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from glassbox.contract.schema import FeatureSchema
 from glassbox.explain.core import DeterministicExplainer, bind_predictor, json_safe
-from glassbox.explain.instances import FeatureSchema
 from glassbox.explain.params import ExplainParams
 
 ROWS = np.array([[55, 1, 40], [30, 1, 20], [60, 0, 50], [45, 2, 35]], dtype=float)
@@ -16,7 +16,7 @@ ROWS = np.array([[55, 1, 40], [30, 1, 20], [60, 0, 50], [45, 2, 35]], dtype=floa
 
 def make(toy, predictor=None) -> DeterministicExplainer:
     predictor = predictor or (lambda X: toy.predict_proba(X).argmax(1))
-    schema = FeatureSchema(toy.feature_names, toy.category_map)
+    schema = FeatureSchema.of(toy.feature_names, toy.category_map)
     return DeterministicExplainer(toy.explainer, predictor, schema, toy.class_names, model_version="toy")
 
 

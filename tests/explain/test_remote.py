@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from seldon_core.seldon_client import SeldonClient
 
 from conftest import ExplainerService, start_explainer_service, start_model_service
+from glassbox.contract.labels import argmax_like_sklearn
+from glassbox.contract.schema import FeatureSchema
 from glassbox.explain.core import DeterministicExplainer
-from glassbox.explain.instances import FeatureSchema
 from glassbox.explain.params import ExplainParams
-from glassbox.pipeline.fastpath import argmax_like_sklearn
 from glassbox.stack.process import LOOPBACK, free_port
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def in_process(bundle, row: np.ndarray, seed: int = 1) -> dict:
     explainer = DeterministicExplainer(
         bundle.load_explainer(),
         lambda X: argmax_like_sklearn(bundle.predict_proba(X)),
-        FeatureSchema(manifest.feature_names, manifest.category_map),
+        FeatureSchema.of(manifest.feature_names, manifest.category_map),
         list(manifest.class_names),
         manifest.artifact_sha256,
     )
@@ -144,9 +144,12 @@ def test_job_submit_then_poll(explainer, adult_test_rows):
 @pytest.mark.parametrize(
     ("payload", "status", "message"),
     [
-        ({"data": {"ndarray": [[1, 2, 3]]}}, 400, "each row needs 12 features"),
-        ({"jsonData": {"instances": [[0] * 12] * (MAX_ROWS + 1)}}, 400, f"at most {MAX_ROWS} are explained"),
+        ({"data": {"ndarray": [[1, 2, 3]]}}, 400, "data.ndarray rows have 3 values; the model expects 12"),
+        ({"jsonData": {"instances": [[0] * 12] * (MAX_ROWS + 1)}}, 400, f"at most {MAX_ROWS} are accepted"),
         ({"jsonData": {"instances": [[39, 99] + [0] * 10]}}, 400, "is not a category code"),
+        ({"data": {"ndarray": [[0] * 12, [1]]}}, 400, "data.ndarray row 1 has 1 values"),
+        ({"data": {"tensor": {"shape": {"x": 1}, "values": []}}}, 400, "data.tensor must be an object"),
+        ({"data": {"ndarray": [[0] * 12]}, "meta": "x"}, 400, "meta must be an object, got str"),
         ({"jsonData": {"instances": [[39] + [0] * 11], "params": {"threshold": 7}}}, 400, "threshold"),
         ({"jsonData": {"instances": [[39] + [0] * 11], "colour": "red"}}, 400, "colour: Extra inputs"),
         ({"strData": "explain this"}, 400, "strData/binData are not explained"),

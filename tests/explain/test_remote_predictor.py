@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from glassbox.contract.seldon import TRAFFIC_HEADER
 from glassbox.errors import UpstreamUnavailable
-from glassbox.explain.remote import TRAFFIC_HEADER, BadModelAnswer, ModelMismatch, RemotePredictor
+from glassbox.explain.remote import BadModelAnswer, ModelMismatch, RemotePredictor
 from glassbox.stack.process import LOOPBACK, free_port
 
 CLASSES = ["<=50K", ">50K"]
@@ -51,7 +52,7 @@ def test_labels_from_probabilities_and_the_explainer_header(fake_model):
     predictor = RemotePredictor(fake_model["url"], ["a", "b"], CLASSES, artifact_sha256="abc")
     assert predictor(np.zeros((3, 2))).tolist() == [1, 1, 1]
     sent = fake_model["headers"][-1]
-    assert sent[next(iter(TRAFFIC_HEADER))] == "explainer"
+    assert sent[TRAFFIC_HEADER] == "explainer"
 
 
 def test_large_batches_are_split_to_the_models_row_limit(fake_model):

@@ -4,104 +4,128 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
+from glassbox.contract.schema import FeatureSchema
 from glassbox.errors import InvalidInput
-from glassbox.explain.instances import FeatureSchema
 from glassbox.explain.params import ExplainParams
-from glassbox.explain.wire import parse_request, to_seldon
+from glassbox.explain.wire import parse_payload, to_seldon
 
-SCHEMA = FeatureSchema(["Age", "Colour", "Hours"], {"1": ["red", "green", "blue"]})
+SCHEMA = FeatureSchema.of(["Age", "Colour", "Hours"], {"1": ["red", "green", "blue"]}, ["no", "yes"])
+MAX_ROWS = 5
+
+
+def parse(payload):
+    return parse_payload(payload, SCHEMA, MAX_ROWS)
 
 
 def test_ndarray_with_options_in_meta_tags():
     meta = {"tags": {"explain": {"params": {"threshold": 0.9}, "seed": 5, "job": "submit"}}}
-    request = parse_request(np.array([[55, 1, 40]]), ["Age", "Colour", "Hours"], meta, SCHEMA)
+    request = parse({"data": {"names": ["Age", "Colour", "Hours"], "ndarray": [[55, 1, 40]]}, "meta": meta})
     assert request.rows.tolist() == [[55.0, 1.0, 40.0]]
     assert request.params == ExplainParams(threshold=0.9)
     assert (request.seed, request.submit, request.job_id) == (5, True, None)
 
 
+def test_names_in_another_order_are_reordered_like_the_model_does():
+    request = parse({"data": {"names": ["Hours", "Colour", "Age"], "ndarray": [[40, "green", 55]]}})
+    assert request.rows.tolist() == [[55.0, 1.0, 40.0]]
+
+
 def test_json_data_rows_as_mappings_with_category_names():
-    body = {"instances": [{"Age": 55, "Colour": "green", "Hours": 40}, [30, 2, 20]], "seed": 2}
-    request = parse_request(body, [], None, SCHEMA)
-    assert request.rows.tolist() == [[55.0, 1.0, 40.0], [30.0, 2.0, 20.0]]
+    body = {"instances": [{"Age": 55, "Colour": "green", "Hours": 40}], "seed": 2}
+    request = parse({"jsonData": body})
+    assert request.rows.tolist() == [[55.0, 1.0, 40.0]]
     assert request.params == ExplainParams() and request.seed == 2 and not request.submit
 
 
+def test_json_data_records_without_options_are_a_model_request():
+    request = parse({"jsonData": {"Age": 55, "Colour": "green", "Hours": 40}})
+    assert request.rows.tolist() == [[55.0, 1.0, 40.0]]
+
+
 def test_json_data_single_flat_row_and_poll():
-    assert parse_request({"instances": [55, 1, 40]}, [], None, SCHEMA).rows.shape == (1, 3)
-    assert parse_request({"job_id": "abc"}, [], None, SCHEMA).job_id == "abc"
+    assert parse({"jsonData": {"instances": [55, 1, 40]}}).rows.shape == (1, 3)
+    assert parse({"jsonData": {"job_id": "abc"}}).job_id == "abc"
 
 
 @pytest.mark.parametrize(
-    ("features", "names", "meta", "message"),
+    ("payload", "message"),
     [
-        ({"instances": [[1, 2]]}, [], None, "row 0: needs 3 features"),
-        ({"instances": [[55, 7, 40]]}, [], None, "Colour=7.0 is not a category code in 0..2"),
-        ({"instances": [[55, 1.5, 40]]}, [], None, "Colour=1.5 is not a category code"),
+        ({"jsonData": {"instances": [[1, 2]]}}, "jsonData.instances rows have 2 values; the model expects 3"),
+        ({"jsonData": {"instances": [[55, 7, 40]]}}, "feature 'Colour': code 7 is not a category code"),
+        ({"jsonData": {"instances": [[55, 1.5, 40]]}}, "feature 'Colour': code 1.5 is not a category code"),
         (
-            {"instances": [{"Age": 55, "Colour": "purple", "Hours": 1}]},
-            [],
-            None,
-            "Colour='purple' is not one of",
+            {"jsonData": {"instances": [{"Age": 55, "Colour": "purple", "Hours": 1}]}},
+            "feature 'Colour': unknown category 'purple'",
         ),
         (
-            {"instances": [{"Age": 55, "Hours": 1, "Shoe": 3}]},
-            [],
-            None,
-            "unknown features ['Shoe'], missing features ['Colour']",
+            {"jsonData": {"instances": [{"Age": 55, "Hours": 1, "Shoe": 3}]}},
+            "jsonData.instances record 0: unknown feature(s) 'Shoe'",
         ),
-        ({"instances": [[55, 1, "forty"]]}, [], None, "Hours must be a number, got 'forty'"),
-        ({"instances": [[float("nan"), 1, 40]]}, [], None, "Age is nan, not a finite number"),
-        ({"instances": []}, [], None, "no rows to explain"),
-        ({"rows": [[55, 1, 40]]}, [], None, "bad jsonData: rows: Extra inputs are not permitted"),
+        ({"jsonData": {"instances": [[55, 1, "forty"]]}}, "feature 'Hours': expected a number, got text"),
+        ({"data": {"ndarray": [[float("nan"), 1, 40]]}}, "feature 'Age': nan is not allowed"),
+        ({"jsonData": {"instances": []}}, "the request has no rows"),
+        ({"jsonData": {"instances": [[55, 1, 40]] * 6}}, "the request has 6 rows; at most 5"),
+        ({"jsonData": {"instances": [[55, 1, 40]], "rows": 1}}, "bad jsonData: rows: Extra inputs"),
         (
-            {"instances": [[55, 1, 40]], "params": {"threshold": 2}},
-            [],
-            None,
+            {"jsonData": {"instances": [[55, 1, 40]], "params": {"threshold": 2}}},
             "threshold: Input should be less than or equal to 1",
         ),
         (
-            {"instances": [[55, 1, 40]], "params": {"treshold": 0.9}},
-            [],
-            None,
+            {"jsonData": {"instances": [[55, 1, 40]], "params": {"treshold": 0.9}}},
             "treshold: Extra inputs are not permitted",
         ),
+        ({"jsonData": {"instances": [[55, 1, 40]], "job": "later"}}, "bad jsonData: job: Input should be"),
+        ({"jsonData": {"instances": [[55, 1, 40]], "job_id": "x"}}, "either jsonData.job_id"),
+        ({"jsonData": {"seed": 1}}, "needs 'instances'"),
+        ({"strData": "some text"}, "strData/binData are not explained"),
         (
-            {"instances": [[55, 1, 40]], "job": "later"},
-            [],
-            None,
-            "bad jsonData: job: Input should be 'submit'",
+            {"data": {"names": ["Hours", "Colour"], "ndarray": [[55, 1, 40]]}},
+            "data.names lacks feature(s): Age",
         ),
-        ({"instances": [[55, 1, 40]], "job_id": "x"}, [], None, "either jsonData.job_id"),
-        ({"seed": 1}, [], None, "needs 'instances'"),
-        ("some text", [], None, "strData/binData are not explained"),
         (
-            np.array([[55, 1, 40]]),
-            ["Hours", "Colour", "Age"],
-            None,
-            "data.names must be the model's features in order",
+            {"data": {"names": [{"a": 1}], "ndarray": [[55, 1, 40]]}},
+            "data.names must be a list of feature names",
         ),
-        (np.array([[55, 1, 40]]), [], {"tags": {"explain": {"seed": "x"}}}, "bad meta.tags.explain: seed"),
-        (np.array([]), [], None, "no rows to explain"),
+        (
+            {"data": {"ndarray": [[55, 1, 40]]}, "meta": {"tags": {"explain": {"seed": "x"}}}},
+            "meta.tags.explain",
+        ),
+        ({"data": {"ndarray": [[55, 1, 40]]}, "meta": [1]}, "meta must be an object, got list"),
+        ({"data": {"ndarray": [[55, 1, 40]]}, "meta": {"tags": 3}}, "meta.tags must be an object"),
+        ({"data": {"ndarray": [[55, 1, 40], [1]]}}, "data.ndarray row 1 has 1 values"),
+        ({"data": {"tensor": {"shape": {"a": 1}, "values": []}}}, "data.tensor must be an object with"),
+        ({"data": {"ndarray": []}}, "the request has no rows"),
+        (7, "the request body must be a JSON object, got int"),
     ],
 )
-def test_bad_requests_name_the_problem(features, names, meta, message):
+def test_bad_requests_name_the_problem(payload, message):
     with pytest.raises(InvalidInput) as caught:
-        parse_request(features, names, meta, SCHEMA)
+        parse(payload)
     assert caught.value.status_code == 400
     assert message in caught.value.message
 
 
+def test_the_same_bad_body_gets_the_models_message():
+    """One contract: the explainer's 400 for a model-shaped body is the model's own message."""
+    from glassbox.contract.payload import parse_request
+
+    body = {"data": {"names": ["text"], "ndarray": [[1, 2, 3]]}}
+    with pytest.raises(InvalidInput) as from_model:
+        parse_request(body, SCHEMA, MAX_ROWS)
+    with pytest.raises(InvalidInput) as from_explainer:
+        parse(body)
+    assert from_explainer.value.message == from_model.value.message
+
+
 def test_str_data_is_the_classic_demo_shape():
     body = {"explanations": [{}], "names": ["Age > 40"], "precision": 0.97, "coverage": 0.1}
-    assert json.loads(to_seldon(body, "strData")) == {
+    assert json.loads(to_seldon(body, "strData")["strData"]) == {
         "names": ["Age > 40"],
         "precision": 0.97,
         "coverage": 0.1,
     }
-    assert to_seldon(body, "jsonData") is body
+    assert to_seldon(body, "jsonData") == {"jsonData": body}
     handle = {"job": {"id": "j", "status": "queued"}}
-    assert to_seldon(handle, "strData") is handle  # a job handle has no strData form
+    assert to_seldon(handle, "strData") == {"jsonData": handle}  # a job handle has no strData form

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ADULT_CONFIG
+from glassbox.contract.schema import decode_row
 from glassbox.pipeline.config import load_config
-from glassbox.pipeline.data import decode_row, load_dataset, read_source
+from glassbox.pipeline.data import load_dataset, read_source
 from glassbox.pipeline.split import split_rows
 
 ADULT_SHA256 = "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d"

@@ -16,7 +16,8 @@ from glassbox.pipeline.artifacts import load_bundle
 from glassbox.pipeline.compact import NEXT_IS_RIGHT, supports
 from glassbox.pipeline.config import load_config
 from glassbox.pipeline.data import load_dataset
-from glassbox.pipeline.fastpath import CompactFastPath, OnnxFastPath, to_onnx_bytes
+from glassbox.pipeline.fastpath import CompactFastPath
+from glassbox.pipeline.onnx_graph import OnnxFastPath, to_onnx_bytes
 from glassbox.pipeline.split import split_rows
 from glassbox.pipeline.train import train
 

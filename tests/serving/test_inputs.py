@@ -53,7 +53,7 @@ def test_tensor_equals_ndarray(model, rows, names):
 
 
 def test_json_data_accepts_category_names(model, bundle, rows, names):
-    from glassbox.pipeline.data import decode_row
+    from glassbox.contract.schema import decode_row
 
     expected = probabilities(model.predict({"data": {"ndarray": rows[:3]}}))
     records = [decode_row(r, names, bundle.manifest.category_map) for r in rows[:3]]

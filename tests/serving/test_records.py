@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from glassbox.pipeline.data import decode_row
-from glassbox.serving.records import RecordBuilder, UncertainRows
-from glassbox.serving.schema import FeatureSchema
-from glassbox.serving.uncertainty import Certainty
+from glassbox.contract.labels import Certainty
+from glassbox.contract.records import RecordBuilder, UncertainRows
+from glassbox.contract.schema import FeatureSchema, decode_row
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,18 @@ candidate label error (the idea behind confident learning). The top K go to the 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from glassbox.contract.labels import Certainty
+from glassbox.contract.records import intake_record, timestamp
+from glassbox.contract.schema import FeatureSchema
 from glassbox.pipeline.config import TrainingConfig
-from glassbox.pipeline.data import Dataset, decode_row, load_dataset
+from glassbox.pipeline.data import Dataset, load_dataset
 from glassbox.pipeline.estimator import build_pipeline
 from glassbox.pipeline.split import split_rows
-from glassbox.serving.uncertainty import Certainty
 
 
 @dataclass
@@ -64,35 +65,31 @@ def audit_labels(
     losses = cross_entropy(probabilities, data.y)
     order = np.argsort(-losses, kind="stable")[:top_k]
     certainty = Certainty.of(probabilities[order])
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    schema = FeatureSchema.of(data.feature_names, data.category_map, data.class_names)
+    created = timestamp()
     records = []
     for k, i in enumerate(order.tolist()):
         row_index = int(data.row_index[i])
         records.append(
-            {
-                "id": f"audit:{version}:{row_index}",
-                "source": "training-audit",
-                "features": dict(zip(data.feature_names, data.X[i].tolist(), strict=True)),
-                "decoded": decode_row(data.X[i], data.feature_names, data.category_map),
-                "probabilities": dict(zip(data.class_names, probabilities[i].tolist(), strict=True)),
-                "predicted_label": data.class_names[int(certainty.predicted[k])],
-                "certainty": {
-                    "max_probability": float(certainty.max_probability[k]),
-                    "margin": float(certainty.margin[k]),
-                    "entropy": float(certainty.entropy[k]),
-                },
-                "model_name": config.name,
-                "model_version": version,
-                "request_id": f"audit:{version}",
-                "timestamp": now,
-                "explanation": None,
-                "metadata": {
+            intake_record(
+                record_id=f"audit:{version}:{row_index}",
+                source="training-audit",
+                schema=schema,
+                row=data.X[i].tolist(),
+                probabilities=probabilities[i].tolist(),
+                certainty=certainty,
+                index=k,
+                model_name=config.name,
+                model_version=version,
+                request_id=f"audit:{version}",
+                created=created,
+                metadata={
                     "loss": float(losses[i]),
                     "row_index": row_index,
                     "true_label": data.class_names[int(data.y[i])],
                     "folds": folds,
                 },
-            }
+            )
         )
     return AuditResult(records, losses, len(data.y))
 

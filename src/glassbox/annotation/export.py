@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from glassbox.contract.records import FEATURE_PREFIX
 from glassbox.errors import InvalidInput
 
 FORMATS = ("jsonl", "csv")
@@ -17,7 +18,6 @@ CSV_COLUMNS = (
     "id", "source", "status", "final_label", "predicted_label", "model_name", "model_version",
     "request_id", "timestamp", "row_index", "loss", "responses", "decoded", "metadata",
 )  # fmt: skip
-FEATURE_PREFIX = "feature:"
 
 
 @dataclass

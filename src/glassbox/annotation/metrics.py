@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from glassbox.annotation.records import SOURCES, STATUSES
+from glassbox.contract.records import SOURCES, STATUSES
 
 
 class _StoreCollector(Collector):
@@ -39,6 +39,16 @@ class _StoreCollector(Collector):
         for verdict, n in self._store.reviewed_predictions().items():
             verdicts.add_metric([verdict], n)
         yield verdicts
+        # The feedback outbox, shared by every worker and replica: take max() across them, not sum().
+        outbox = GaugeMetricFamily(
+            "glassbox_queue_feedback_records",
+            "Completed prediction records by feedback state: pending (due or backing off), sent, dead "
+            "(a permanent error or too many attempts; see the record's feedback_error)",
+            labels=["state"],
+        )
+        for state, n in self._store.feedback_counts().items():
+            outbox.add_metric([state], n)
+        yield outbox
 
 
 class QueueMetrics:
@@ -76,4 +86,12 @@ class QueueMetrics:
         )
         for reward in ("0", "1"):
             self.feedback_sent.labels(reward)
+        self.feedback_attempts = Counter(
+            "glassbox_queue_feedback_attempts",
+            "Feedback posts by this process, by outcome: sent, retry (transient error), dead",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("sent", "retry", "dead"):
+            self.feedback_attempts.labels(outcome)
         self.registry.register(_StoreCollector(store))

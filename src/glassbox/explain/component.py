@@ -8,19 +8,20 @@ model, so the explainer starts while the model is down and answers 503 until it 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from glassbox.errors import ConfigError, UpstreamUnavailable
-from glassbox.explain.cache import ExplanationCache
-from glassbox.explain.core import DeterministicExplainer
-from glassbox.explain.instances import FeatureSchema
-from glassbox.explain.jobs import JobManager
+from seldon_core.proto import prediction_pb2
+from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
+from glassbox.errors import ConfigError, GlassboxError, UpstreamUnavailable
 from glassbox.explain.metrics import ExplainerMetrics
-from glassbox.explain.remote import RemotePredictor
 from glassbox.explain.routes import build_blueprint
-from glassbox.explain.service import ExplainService
 from glassbox.explain.settings import ExplainerSettings
-from glassbox.explain.wire import parse_request, to_seldon
+from glassbox.explain.wire import parse_payload, to_seldon
+from glassbox.seldon.http_errors import SeldonError
+
+if TYPE_CHECKING:
+    from glassbox.explain.service import ExplainService
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,21 @@ class LoanExplainer:
         self.model_error_handler = build_blueprint(self, on_rejection=self.recorder.failed)
 
     def load(self) -> None:
-        from glassbox.pipeline.artifacts import load_bundle  # the pipeline's loader verifies every SHA-256
+        # alibi, numba and the pipeline's loader are imported here, after Seldon forks its workers:
+        # imported in the parent they cost every process start-up time and memory, and a library
+        # that starts threads at import (onnxruntime, numba's) can leave forked workers hanging at exit.
+        from glassbox.contract.schema import FeatureSchema
+        from glassbox.explain.cache import ExplanationCache
+        from glassbox.explain.core import DeterministicExplainer
+        from glassbox.explain.jobs import JobManager
+        from glassbox.explain.remote import RemotePredictor
+        from glassbox.explain.service import ExplainService
+        from glassbox.pipeline.artifacts import load_bundle  # verifies every SHA-256 before unpickling
 
         settings = self.settings
         bundle = load_bundle(settings.artifacts)
         manifest = bundle.manifest
-        schema = FeatureSchema(manifest.feature_names, manifest.category_map)
+        schema = FeatureSchema.from_manifest(manifest)
         predictor = RemotePredictor(
             settings.model_url,
             manifest.feature_names,
@@ -74,10 +84,24 @@ class LoanExplainer:
         )
         log.info("explainer for %s %s calls %s", manifest.name, manifest.version, settings.model_url)
 
-    def predict(self, X: Any, names: list[str], meta: dict | None = None) -> dict[str, Any] | str:
-        service = self._service()
-        request = parse_request(X, names, meta, service.explainer.schema)
-        return to_seldon(service.handle(request), self.settings.response_format)
+    def predict_raw(
+        self, request: prediction_pb2.SeldonMessage | dict
+    ) -> prediction_pb2.SeldonMessage | dict:
+        """Explain a Seldon request. Glassbox parses the body itself (not Seldon's ``predict`` path, whose
+        own parsing answers 500 to ragged arrays or odd ``meta``), with the model's input contract."""
+        is_proto = isinstance(request, prediction_pb2.SeldonMessage)
+        try:
+            payload = seldon_message_to_json(request) if is_proto else request
+            service = self._service()
+            explain_request = parse_payload(payload, service.explainer.schema, self.settings.max_rows)
+            body = to_seldon(service.handle(explain_request), self.settings.response_format)
+        except GlassboxError as exc:
+            if not is_proto:
+                raise  # the blueprint answers its status with Seldon's error body and counts it
+            self.recorder.failed(getattr(exc, "reason", "invalid_input"))
+            raise SeldonError(exc.message, status_code=exc.status_code) from exc
+        response = {**body, "meta": {"tags": self.tags(), "metrics": self.recorder.drain()}}
+        return json_to_seldon_message(response) if is_proto else response
 
     def poll(self, job_id: str) -> dict[str, Any]:
         return self._service().poll(job_id)

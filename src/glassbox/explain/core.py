@@ -22,7 +22,7 @@ import numpy as np
 from alibi.explainers.anchors import anchor_tabular
 
 from glassbox.explain.batching import batched_draws
-from glassbox.explain.instances import FeatureSchema
+from glassbox.contract.schema import FeatureSchema
 from glassbox.explain.params import ExplainParams
 
 

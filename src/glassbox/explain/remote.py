@@ -16,11 +16,9 @@ import numpy as np
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, TimeoutError
 
+from glassbox.contract.labels import argmax_like_sklearn
+from glassbox.contract.seldon import EXPLAINER_TRAFFIC, TRAFFIC_HEADER
 from glassbox.errors import GlassboxError, UpstreamUnavailable
-from glassbox.pipeline.fastpath import argmax_like_sklearn
-
-# The model component neither forwards nor counts requests carrying this header (docs/contracts.md).
-TRAFFIC_HEADER = {"X-Glassbox-Traffic": "explainer"}
 
 
 class BadModelAnswer(GlassboxError):
@@ -65,7 +63,8 @@ class RemotePredictor:
             raise_on_status=False,
         )
         self.pool = urllib3.PoolManager(maxsize=pool_size, retries=retry, timeout=self.timeout)
-        self.headers = {"Content-Type": "application/json", **TRAFFIC_HEADER}
+        # The model neither forwards nor counts requests so marked (docs/contracts.md).
+        self.headers = {"Content-Type": "application/json", TRAFFIC_HEADER: EXPLAINER_TRAFFIC}
         self.max_rows_per_call = max_rows_per_call
 
     def __call__(self, X: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Seldon Core 1.19's REST server registers a component's ``model_error_handler`` Flask blueprint on
 its app. A blueprint can do more than handle errors, so ours:
 
-- nests the model component's error handlers (``glassbox.serving.http_errors``): every
+- nests the model component's error handlers (``glassbox.seldon.http_errors``): every
   ``GlassboxError``, malformed JSON and HTTP error answers its real status with Seldon's error body;
 - serves ``POST /api/v1.0/explain`` with Seldon's own predict view (same parsing, metrics, errors),
   the path shape of Seldon's explainer endpoint;
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, jsonify
 
-from glassbox.serving.http_errors import error_blueprint
+from glassbox.seldon.http_errors import error_blueprint
 
 if TYPE_CHECKING:
     from glassbox.explain.component import LoanExplainer

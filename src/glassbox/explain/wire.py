@@ -1,21 +1,22 @@
 """Seldon protocol <-> ``ExplainRequest``: the request shapes the explainer accepts and the answers it gives.
 
-Rows come as the model's own request (``data.ndarray``/``data.tensor``, optional ``data.names``) with
-options in ``meta.tags.explain``, or as ``jsonData`` holding rows and options together. See
-docs/explain.md for examples.
+Rows come as the model's own request (``data.ndarray``/``data.tensor``, optional ``data.names``, or
+``jsonData`` records) with options in ``meta.tags.explain``, or as ``jsonData`` holding rows and options
+together (``{"instances": [...], "params": ...}``). Rows are parsed by the contract's parser, so a bad row
+gets the same 400 message here as from the model. See docs/explain.md for examples.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from glassbox.errors import InvalidInput
-from glassbox.explain.instances import FeatureSchema
+from glassbox.contract.payload import parse_request, parse_rows, request_meta
+from glassbox.contract.schema import FeatureSchema, RejectedInput
 from glassbox.explain.params import ExplainParams
 from glassbox.explain.service import ExplainRequest
 
@@ -33,42 +34,53 @@ class ExplainOptions(BaseModel):
 class ExplainJson(ExplainOptions):
     """A ``jsonData`` request: rows to explain, or ``job_id`` alone to poll a job."""
 
-    instances: list[Any] | None = Field(
-        None, description="Rows: lists in alibi's encoding or {feature: value}."
-    )
-    names: list[str] | None = Field(None, description="Feature names of list rows, in the model's order.")
+    instances: Any = Field(None, description="Rows: lists in alibi's encoding or {feature: value}.")
+    names: Any = Field(None, description="Feature names of list rows, in the order the rows give them.")
     job_id: str | None = Field(None, description="Poll this job instead of explaining.")
 
 
-def parse_request(
-    features: Any, names: Sequence[str] | None, meta: Mapping[str, Any] | None, schema: FeatureSchema
-) -> ExplainRequest:
-    """The ``ExplainRequest`` in what Seldon's wrapper hands to ``predict(X, names, meta)``."""
-    if isinstance(features, Mapping):
-        body = _validate(ExplainJson, features, "jsonData")
+# A jsonData object holding any of these is the explainer's own shape; any other is a model request.
+EXPLAIN_KEYS = frozenset(ExplainJson.model_fields)
+
+
+def parse_payload(payload: Any, schema: FeatureSchema, max_rows: int) -> ExplainRequest:
+    """The ``ExplainRequest`` in a Seldon request body, or ``RejectedInput`` (400) naming the problem."""
+    if not isinstance(payload, Mapping):
+        raise RejectedInput(
+            "bad_payload", f"the request body must be a JSON object, got {type(payload).__name__}"
+        )
+    json_data = payload.get("jsonData")
+    if isinstance(json_data, Mapping) and EXPLAIN_KEYS & json_data.keys():
+        body = _validate(ExplainJson, json_data, "jsonData")
         if body.job_id is not None:
             if body.instances is not None:
-                raise InvalidInput("send either jsonData.job_id (to poll) or jsonData.instances, not both")
+                raise RejectedInput(
+                    "bad_payload", "send either jsonData.job_id (to poll) or jsonData.instances, not both"
+                )
             return ExplainRequest(job_id=body.job_id)
         if body.instances is None:
-            raise InvalidInput("jsonData needs 'instances' (rows to explain) or 'job_id' (a job to poll)")
-        return _request(schema.encode_rows(body.instances, body.names), body)
-    if isinstance(features, (str, bytes)):
-        raise InvalidInput("strData/binData are not explained: send data.ndarray, data.tensor or jsonData")
-    if not isinstance(features, np.ndarray) or features.size == 0:
-        raise InvalidInput("no rows to explain: send data.ndarray, data.tensor or jsonData.instances")
-    tags = (meta or {}).get("tags") or {}
-    options = _validate(ExplainOptions, tags.get("explain") or {}, "meta.tags.explain")
-    return _request(schema.encode_rows(features, names or None), options)
-
-
-def to_seldon(body: dict[str, Any], response_format: str) -> dict[str, Any] | str:
-    """jsonData (a dict) or, for the classic demo's callers, a JSON string for strData."""
-    if response_format == "strData" and "explanations" in body:
-        return json.dumps(
-            {"names": body["names"], "precision": body["precision"], "coverage": body["coverage"]}
+            raise RejectedInput(
+                "bad_payload", "jsonData needs 'instances' (rows to explain) or 'job_id' (a job to poll)"
+            )
+        return _request(parse_rows(body.instances, schema, max_rows, body.names, "jsonData.instances"), body)
+    if "jsonData" not in payload and "data" not in payload and ("strData" in payload or "binData" in payload):
+        raise RejectedInput(
+            "bad_payload", "strData/binData are not explained: send data.ndarray, data.tensor or jsonData"
         )
-    return body
+    tags = request_meta(payload).get("tags") or {}
+    options = _validate(ExplainOptions, tags.get("explain") or {}, "meta.tags.explain")
+    return _request(parse_request(payload, schema, max_rows), options)
+
+
+def to_seldon(body: dict[str, Any], response_format: str) -> dict[str, Any]:
+    """The Seldon message: ``jsonData`` or, for the classic demo's callers, a JSON string in ``strData``."""
+    if response_format == "strData" and "explanations" in body:
+        return {
+            "strData": json.dumps(
+                {"names": body["names"], "precision": body["precision"], "coverage": body["coverage"]}
+            )
+        }
+    return {"jsonData": body}
 
 
 def _request(rows: np.ndarray, options: ExplainOptions) -> ExplainRequest:
@@ -85,4 +97,4 @@ def _validate[M: BaseModel](model: type[M], value: Any, where: str) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or where}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad {where}: {problems}") from None
+        raise RejectedInput("bad_options", f"bad {where}: {problems}") from None

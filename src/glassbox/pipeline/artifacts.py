@@ -23,9 +23,10 @@ import dill
 import numpy as np
 from pydantic import BaseModel, Field
 
+from glassbox.contract.labels import argmax_like_sklearn
 from glassbox.errors import ArtifactIntegrityError, Conflict, NotFound
 from glassbox.pipeline import fastpath
-from glassbox.pipeline.fastpath import FastPath, argmax_like_sklearn, as_rows
+from glassbox.pipeline.fastpath import FastPath, as_rows
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"

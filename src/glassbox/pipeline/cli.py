@@ -69,7 +69,7 @@ def corrections_hook(export: Path | None, include_predictions: bool):
     """
     if export is None:
         return None
-    from glassbox.annotation.corrections import apply_corrections, read_export
+    from glassbox.pipeline.corrections import apply_corrections, read_export
 
     corrections = read_export(export)
     return lambda data: apply_corrections(data, corrections, include_predictions=include_predictions)

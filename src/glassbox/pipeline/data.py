@@ -12,10 +12,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,16 +148,3 @@ def load_dataset(config: TrainingConfig) -> Dataset:
         data_sha256=hashlib.sha256(content).hexdigest(),
     )
 
-
-def decode_row(
-    row: Sequence[float], feature_names: Sequence[str], category_map: Mapping[int | str, Sequence[str]]
-) -> dict[str, Any]:
-    """One encoded row as {feature: value}, categoricals as their names (keys int or str, as in JSON)."""
-    decoded: dict[str, Any] = {}
-    for index, (name, value) in enumerate(zip(feature_names, row, strict=True)):
-        names = category_map.get(index, category_map.get(str(index)))
-        if names is None:
-            decoded[name] = int(value) if float(value).is_integer() else float(value)
-        else:
-            decoded[name] = names[int(value)]
-    return decoded

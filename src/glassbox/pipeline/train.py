@@ -35,7 +35,7 @@ from glassbox.pipeline.plots import draw_all
 from glassbox.pipeline.split import resample_train, split_rows
 
 # Given the loaded dataset, return it with reviewed labels applied / reviewed rows appended, and a
-# summary for the manifest and model card (glassbox.annotation.corrections.apply_corrections fits).
+# summary for the manifest and model card (glassbox.pipeline.corrections.apply_corrections fits).
 CorrectionsHook = Callable[[Dataset], tuple[Dataset, dict[str, Any]]]
 
 LIBRARIES = (

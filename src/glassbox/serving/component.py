@@ -23,32 +23,17 @@ from typing import Any
 import numpy as np
 from flask import has_request_context
 from flask import request as http_request  # predict_raw's own argument is also called request
-from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
+from glassbox.contract.schema import RejectedInput
+from glassbox.contract.seldon import EXPLAINER_TRAFFIC, TRAFFIC_HEADER, TRAFFIC_TAG, seldon_error_body
 from glassbox.errors import ConfigError, GlassboxError
+from glassbox.seldon.http_errors import SeldonError, error_blueprint
 from glassbox.serving.dataplane import Dataplane
-from glassbox.serving.http_errors import error_blueprint, seldon_error_body
-from glassbox.serving.schema import RejectedInput
 from glassbox.serving.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
-
-TRAFFIC_HEADER = "X-Glassbox-Traffic"
-TRAFFIC_TAG = "glassbox-traffic"  # the same mark as a request meta tag, for gRPC (no headers reach us)
-EXPLAINER = "explainer"
-
-
-class SeldonError(SeldonMicroserviceException):
-    """Seldon's exception (REST answers ``status_code``) whose text is its message.
-
-    Seldon's own has an empty ``str()``, and gRPC reports only ``str()``: a client would read
-    "Exception calling application: " and nothing about what was wrong.
-    """
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class LoanClassifier:
@@ -247,6 +232,6 @@ def _for_proto(metrics: list[dict]) -> list[dict]:
 
 def _is_explainer(meta: dict) -> bool:
     tags = meta.get("tags")
-    if isinstance(tags, dict) and tags.get(TRAFFIC_TAG) == EXPLAINER:
+    if isinstance(tags, dict) and tags.get(TRAFFIC_TAG) == EXPLAINER_TRAFFIC:
         return True
-    return has_request_context() and http_request.headers.get(TRAFFIC_HEADER, "").lower() == EXPLAINER
+    return has_request_context() and http_request.headers.get(TRAFFIC_HEADER, "").lower() == EXPLAINER_TRAFFIC

@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.contract.labels import Certainty
+from glassbox.contract.payload import parse_request
+from glassbox.contract.records import RecordBuilder, UncertainRows
+from glassbox.contract.schema import FeatureSchema, RejectedInput
 from glassbox.serving.feedback import FeedbackLog
 from glassbox.serving.forwarder import Forwarder
 from glassbox.serving.metrics import ModelMetrics
 from glassbox.serving.outbox import Outbox
-from glassbox.serving.payload import parse_request
-from glassbox.serving.records import RecordBuilder, UncertainRows
-from glassbox.serving.schema import FeatureSchema, RejectedInput
 from glassbox.serving.settings import ModelSettings
-from glassbox.serving.uncertainty import Certainty
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import requests
 
+from glassbox.contract.records import UncertainRows
 from glassbox.serving.outbox import Outbox
-from glassbox.serving.records import UncertainRows
 from glassbox.serving.settings import ModelSettings
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from collections import Counter
 
 import numpy as np
 
+from glassbox.contract.labels import Certainty
 from glassbox.serving.forwarder import ForwardStats
-from glassbox.serving.uncertainty import Certainty
 
 PREFIX = "glassbox_model_"
 CERTAINTY_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.annotation.export import FEATURE_PREFIX
+from glassbox.contract.records import FEATURE_PREFIX
 from glassbox.errors import InvalidInput
 from glassbox.pipeline.data import Dataset
 

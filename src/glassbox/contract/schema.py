@@ -1,4 +1,8 @@
-"""The model's input schema, taken from the artifact manifest: feature order, types, categories."""
+"""A model version's input schema, taken from its manifest: feature order, types, categories.
+
+Encoding (names to codes, with a message naming the row and feature of any bad cell) and decoding (codes
+back to names, for people) live together so that every part reads and writes rows the same way.
+"""
 
 from __future__ import annotations
 
@@ -47,11 +51,23 @@ class FeatureSchema:
         set_(self, "category_counts", np.array([len(self.categories[j]) for j in columns], dtype=np.float64))
 
     @classmethod
-    def from_manifest(cls, manifest: Any) -> FeatureSchema:
-        names = tuple(_field(manifest, "feature_names"))
-        category_map = _field(manifest, "category_map")
+    def of(
+        cls,
+        feature_names: Sequence[str],
+        category_map: Mapping[int | str, Sequence[str]],
+        class_names: Sequence[str] = (),
+    ) -> FeatureSchema:
+        """From alibi's ``category_map`` (column keys as ints, or as strings as in JSON)."""
         categories = {int(j): tuple(str(c) for c in cs) for j, cs in category_map.items()}
-        return cls(names, categories, tuple(_field(manifest, "class_names")))
+        return cls(tuple(feature_names), categories, tuple(class_names))
+
+    @classmethod
+    def from_manifest(cls, manifest: Any) -> FeatureSchema:
+        return cls.of(
+            _field(manifest, "feature_names"),
+            _field(manifest, "category_map"),
+            _field(manifest, "class_names"),
+        )
 
     @property
     def width(self) -> int:
@@ -60,7 +76,11 @@ class FeatureSchema:
     def is_categorical(self, column: int) -> bool:
         return column in self.categories
 
-    def column_order(self, names: Sequence[Any]) -> np.ndarray | None:
+    def decode(self, row: Sequence[float]) -> dict[str, Any]:
+        """``{feature: readable value}``: category names for categoricals, ints where the value is whole."""
+        return decode_row(row, self.feature_names, self.categories)
+
+    def column_order(self, names: Sequence[str], where: str = "data.names") -> np.ndarray | None:
         """Indices that put columns sent under ``names`` into feature order (None: already in order)."""
         if list(names) == list(self.feature_names):
             return None
@@ -68,17 +88,15 @@ class FeatureSchema:
         if unknown:
             raise RejectedInput(
                 "unknown_feature",
-                f"unknown feature name(s) {', '.join(map(repr, unknown))} in data.names; "
+                f"unknown feature name(s) {', '.join(map(repr, unknown))} in {where}; "
                 f"the model's features are {', '.join(self.feature_names)}",
             )
         if len(set(names)) != len(names):
             duplicated = sorted({n for n in names if list(names).count(n) > 1})
-            raise RejectedInput(
-                "duplicate_feature", f"feature name(s) sent twice in data.names: {duplicated}"
-            )
+            raise RejectedInput("duplicate_feature", f"feature name(s) sent twice in {where}: {duplicated}")
         missing = [n for n in self.feature_names if n not in set(names)]
         if missing:
-            raise RejectedInput("missing_feature", f"data.names lacks feature(s): {', '.join(missing)}")
+            raise RejectedInput("missing_feature", f"{where} lacks feature(s): {', '.join(missing)}")
         position = {n: i for i, n in enumerate(names)}
         return np.array([position[n] for n in self.feature_names], dtype=np.intp)
 
@@ -132,3 +150,17 @@ class FeatureSchema:
                 f"row {row}, feature {name!r}: expected a single value, got a nested {type(value).__name__}",
             )
         raise RejectedInput("not_a_number", f"row {row}, feature {name!r}: unsupported value {value!r}")
+
+
+def decode_row(
+    row: Sequence[float], feature_names: Sequence[str], category_map: Mapping[int | str, Sequence[str]]
+) -> dict[str, Any]:
+    """One encoded row as {feature: value}, categoricals as their names (keys int or str, as in JSON)."""
+    decoded: dict[str, Any] = {}
+    for index, (name, value) in enumerate(zip(feature_names, row, strict=True)):
+        names = category_map.get(index, category_map.get(str(index)))
+        if names is None:
+            decoded[name] = int(value) if float(value).is_integer() else float(value)
+        else:
+            decoded[name] = names[int(value)]
+    return decoded

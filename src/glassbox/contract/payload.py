@@ -1,4 +1,5 @@
-"""Turn a Seldon request (``ndarray``, ``tensor``, ``names``, ``jsonData``) into a checked float matrix.
+"""Turn a Seldon request (``ndarray``, ``tensor``, ``names``, ``jsonData``) or a list of rows into a
+checked float matrix: the one parser behind the model, the explainer and batch input.
 
 The common case (a list of rows of numbers) costs one ``np.asarray`` plus vectorised checks; only
 requests with text in them (category names, mistakes) take the cell-by-cell path, which is also
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.serving.schema import FeatureSchema, RejectedInput
+from glassbox.contract.schema import FeatureSchema, RejectedInput
 
 NUMERIC_KINDS = frozenset("fiub")  # float, int, unsigned, bool: what np.asarray yields for plain numbers
 
@@ -24,7 +25,7 @@ def parse_request(payload: Any, schema: FeatureSchema, max_rows: int) -> np.ndar
             "bad_payload", f"the request body must be a JSON object, got {type(payload).__name__}"
         )
     if "jsonData" in payload:
-        return _from_records(payload["jsonData"], schema, max_rows)
+        return _from_records(payload["jsonData"], schema, max_rows, "jsonData")
     data = payload.get("data")
     if not isinstance(data, Mapping):
         other = [k for k in ("strData", "binData") if k in payload]
@@ -32,10 +33,7 @@ def parse_request(payload: Any, schema: FeatureSchema, max_rows: int) -> np.ndar
         raise RejectedInput(
             "bad_payload", hint + "send 'data' (with 'ndarray' or 'tensor', optionally 'names') or 'jsonData'"
         )
-    names = data.get("names") or None
-    if names is not None and not isinstance(names, list):
-        raise RejectedInput("bad_payload", "data.names must be a list of feature names")
-    order = schema.column_order(names) if names else None
+    order = _names_order(data.get("names"), schema, "data.names")
     if "ndarray" in data:
         rows = data["ndarray"]
         if not isinstance(rows, list):
@@ -47,6 +45,52 @@ def parse_request(payload: Any, schema: FeatureSchema, max_rows: int) -> np.ndar
         raise RejectedInput("bad_payload", "data must hold 'ndarray' or 'tensor' (rows of feature values)")
     schema.check_encoded(X)
     return X
+
+
+def request_meta(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's ``meta`` (``{}`` when absent), refusing shapes Seldon's own parser would choke on."""
+    meta = payload.get("meta")
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise RejectedInput("bad_payload", f"meta must be an object, got {type(meta).__name__}")
+    tags, puid = meta.get("tags"), meta.get("puid")
+    if tags is not None and not isinstance(tags, Mapping):
+        raise RejectedInput("bad_payload", f"meta.tags must be an object, got {type(tags).__name__}")
+    if puid is not None and not isinstance(puid, str):
+        raise RejectedInput("bad_payload", f"meta.puid must be a string, got {type(puid).__name__}")
+    return dict(meta)
+
+
+def parse_rows(
+    rows: Any, schema: FeatureSchema, max_rows: int, names: Any = None, where: str = "instances"
+) -> np.ndarray:
+    """Rows sent as such (the explainer's ``jsonData.instances``, batch files): lists in feature order
+    (or in the order of ``names``), records keyed by feature name, or a single flat row."""
+    if isinstance(rows, Mapping) or (
+        isinstance(rows, list) and rows and all(isinstance(r, Mapping) for r in rows)
+    ):
+        if names:
+            raise RejectedInput("bad_payload", f"{where}: 'names' goes with list rows, not with records")
+        return _from_records(rows, schema, max_rows, where)
+    if not isinstance(rows, list):
+        raise RejectedInput(
+            "bad_payload", f"{where} must be a list of rows (lists of values or records {{feature: value}})"
+        )
+    if rows and not any(isinstance(r, list | Mapping) for r in rows):
+        rows = [rows]  # one flat row
+    order = _names_order(names, schema, f"{where} names")
+    X = _from_rows(rows, schema, max_rows, order, where)
+    schema.check_encoded(X)
+    return X
+
+
+def _names_order(names: Any, schema: FeatureSchema, where: str) -> np.ndarray | None:
+    if names is None or names == []:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RejectedInput("bad_payload", f"{where} must be a list of feature names (strings)")
+    return schema.column_order(names, where)
 
 
 def _check_rows(n: int, max_rows: int) -> None:
@@ -128,31 +172,33 @@ def _from_tensor(tensor: Any, schema: FeatureSchema, max_rows: int, order: np.nd
     return X[:, order] if order is not None else X
 
 
-def _from_records(records: Any, schema: FeatureSchema, max_rows: int) -> np.ndarray:
-    """``jsonData``: one record or a list of records keyed by feature name."""
+def _from_records(records: Any, schema: FeatureSchema, max_rows: int, where: str) -> np.ndarray:
+    """One record or a list of records keyed by feature name (``jsonData``, ``instances``)."""
     if isinstance(records, Mapping):
         records = [records]
     if not isinstance(records, list):
-        raise RejectedInput("bad_payload", "jsonData must be a record {feature: value} or a list of records")
+        raise RejectedInput(
+            "bad_payload", f"{where} must be a record {{feature: value}} or a list of records"
+        )
     _check_rows(len(records), max_rows)
     expected = set(schema.feature_names)
     rows = []
     for i, record in enumerate(records):
         if not isinstance(record, Mapping):
-            raise RejectedInput("bad_payload", f"jsonData record {i} must be an object keyed by feature name")
+            raise RejectedInput("bad_payload", f"{where} record {i} must be an object keyed by feature name")
         if record.keys() != expected:
             unknown = [k for k in record if k not in expected]
             if unknown:
                 raise RejectedInput(
                     "unknown_feature",
-                    f"jsonData record {i}: unknown feature(s) {', '.join(map(repr, unknown))}; "
+                    f"{where} record {i}: unknown feature(s) {', '.join(map(repr, unknown))}; "
                     f"the model's features are {', '.join(schema.feature_names)}",
                 )
             missing = [k for k in schema.feature_names if k not in record]
             raise RejectedInput(
-                "missing_feature", f"jsonData record {i} lacks feature(s): {', '.join(missing)}"
+                "missing_feature", f"{where} record {i} lacks feature(s): {', '.join(missing)}"
             )
         rows.append([record[name] for name in schema.feature_names])
-    X = _from_rows(rows, schema, max_rows, None, "jsonData")
+    X = _from_rows(rows, schema, max_rows, None, where)
     schema.check_encoded(X)
     return X

@@ -14,14 +14,22 @@ from collections.abc import Callable
 
 from flask import Blueprint, jsonify
 from google.protobuf.json_format import ParseError
+from seldon_core.flask_utils import SeldonMicroserviceException
 from werkzeug.exceptions import HTTPException
 
+from glassbox.contract.seldon import seldon_error_body
 from glassbox.errors import GlassboxError
 
 
-def seldon_error_body(message: str, code: int, reason: str = "MICROSERVICE_BAD_DATA") -> dict:
-    """Seldon's error shape (``SeldonMicroserviceException.to_dict``) with the real status code."""
-    return {"status": {"status": 1, "info": message, "code": code, "reason": reason}}
+class SeldonError(SeldonMicroserviceException):
+    """Seldon's exception (REST answers ``status_code``) whose text is its message.
+
+    Seldon's own has an empty ``str()``, and gRPC reports only ``str()``: a client would read
+    "Exception calling application: " and nothing about what was wrong.
+    """
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def error_blueprint(on_rejection: Callable[[str], None]) -> Blueprint:

@@ -164,8 +164,11 @@ def _from_tensor(tensor: Any, schema: FeatureSchema, max_rows: int, order: np.nd
         raise RejectedInput(
             "wrong_width", f"data.tensor has {len(values)} values; shape {shape} needs {shape[0] * shape[1]}"
         )
-    array = np.asarray(values)
-    if array.dtype.kind not in NUMERIC_KINDS:
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):  # nested or ragged values: the cell path names the bad one
+        array = None
+    if array is None or array.dtype.kind not in NUMERIC_KINDS:
         rows = [values[i * shape[1] : (i + 1) * shape[1]] for i in range(shape[0])]
         return _from_cells(rows, schema, order, "data.tensor")
     X = array.astype(np.float64, copy=False).reshape(shape)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from google.protobuf.json_format import ParseError
-from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.flask_utils import SeldonMicroserviceException, get_request
+from seldon_core.utils import json_to_feedback, seldon_message_to_json
 from werkzeug.exceptions import HTTPException
 
 from glassbox.contract.seldon import seldon_error_body
@@ -42,6 +43,30 @@ def error_blueprint(on_rejection: Callable[[str], None]) -> Blueprint:
         response = jsonify(seldon_error_body(message, code))
         response.status_code = code
         return response
+
+    @blueprint.before_app_request
+    def body_must_be_an_object():
+        """Seldon turns some bodies into protobuf before any component code runs, and a JSON scalar or
+        list there is a ``TypeError`` (500). Refuse them first; what fails to parse at all is left to the
+        view, whose error the handlers below answer."""
+        if request.method != "POST" or (request.content_type or "").startswith("multipart/form-data"):
+            return None
+        try:
+            body = get_request()
+        except Exception:  # the view meets the same error, and the handlers below answer it
+            return None
+        if not isinstance(body, dict):
+            kind = "null" if body is None else type(body).__name__
+            return answer("bad_payload", f"the request body must be a JSON object, got {kind}", 400)
+        if request.path.rstrip("/").endswith("feedback"):
+            # Seldon's feedback view makes a protobuf of the body, and the component reads it back as JSON:
+            # both steps fail on what protobuf cannot hold (Infinity, for one). Try them here first.
+            try:
+                seldon_message_to_json(json_to_feedback(body))
+            except Exception as exc:
+                message = f"the feedback does not fit Seldon's Feedback message: {exc}"
+                return answer("bad_payload", message, 400)
+        return None
 
     @blueprint.app_errorhandler(json.JSONDecodeError)
     def malformed_json(exc: json.JSONDecodeError):

@@ -12,12 +12,7 @@ file handle or a compiled fast path is therefore created in ``load()``, never in
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing
-import signal
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +24,10 @@ from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 from glassbox.contract.schema import RejectedInput
 from glassbox.contract.seldon import EXPLAINER_TRAFFIC, TRAFFIC_HEADER, TRAFFIC_TAG, seldon_error_body
 from glassbox.errors import ConfigError, GlassboxError
+from glassbox.seldon import prometheus
 from glassbox.seldon.http_errors import SeldonError, error_blueprint
+from glassbox.seldon.lifecycle import install_for_microservice, on_stop
+from glassbox.seldon.metadata import describe
 from glassbox.serving.dataplane import Dataplane
 from glassbox.serving.settings import ModelSettings
 
@@ -46,20 +44,23 @@ class LoanClassifier:
         except ValueError as exc:
             raise ConfigError(f"bad LoanClassifier settings: {exc}") from exc
         self.dataplane: Dataplane | None = None
+        self.metrics_dir = prometheus.prepare()  # before Seldon forks: see glassbox.seldon.prometheus
         # Seldon registers this Blueprint on its Flask app: malformed JSON etc. answer 4xx, not 500.
         self.model_error_handler = error_blueprint(self._count_rejection)
+        # Inside seldon-core-microservice only: SIGTERM stops its whole process tree within the grace.
+        install_for_microservice(self.settings.shutdown_grace_seconds)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def load(self) -> None:
         from glassbox.pipeline.artifacts import load_bundle  # heavy (onnxruntime): after fork only
 
+        prometheus.activate(self.metrics_dir)  # before Dataplane creates its metrics
         bundle = load_bundle(self.settings.artifacts)  # verifies every SHA-256 before unpickling
         bundle.predict_proba(np.zeros((1, bundle.n_features)))  # compile the fast path now, not on request 1
         self.dataplane = Dataplane(self.settings, bundle)
         self.dataplane.start()
-        atexit.register(self.dataplane.stop)  # SIGTERM: buffered rows go to the outbox, not lost
-        _stop_on_sigterm(self.dataplane.stop)
+        on_stop(self.dataplane.stop)  # SIGTERM, exit: buffered rows go to the outbox, not lost
         logger.info("loaded %s", self.dataplane.tags)
 
     def _count_rejection(self, reason: str) -> None:
@@ -85,11 +86,10 @@ class LoanClassifier:
             puid = meta.get("puid")
             prediction = dataplane.predict(payload, str(puid) if puid else None, _is_explainer(meta))
         except RejectedInput as exc:
-            if is_proto:  # gRPC has no body to carry metrics: they go out with the next response
+            if is_proto:
                 raise SeldonError(exc.message, status_code=400) from exc
-            # REST: answering with a status body (rather than raising) lets Seldon record the
-            # rejection counter now; the wrapper turns status.code into the HTTP status.
-            return {**seldon_error_body(exc.message, 400), "meta": {"metrics": dataplane.report_metrics()}}
+            # REST: the wrapper turns status.code into the HTTP status.
+            return seldon_error_body(exc.message, 400)
         response = {
             "data": {
                 "names": list(dataplane.schema.class_names),
@@ -98,9 +98,9 @@ class LoanClassifier:
             "meta": {
                 "puid": prediction.request_id,
                 "tags": dataplane.tags,
-                "metrics": _for_proto(dataplane.report_metrics()) if is_proto else dataplane.report_metrics(),
             },
         }
+        dataplane.report_metrics()
         return json_to_seldon_message(response) if is_proto else response
 
     def predict(self, X: Any, feature_names: list[str] | None = None, meta: dict | None = None) -> np.ndarray:
@@ -140,8 +140,9 @@ class LoanClassifier:
             raise SeldonError(exc.message, status_code=exc.status_code) from exc
         answer = {
             "data": {"names": ["recorded"], "ndarray": [rows]},
-            "meta": {"tags": dataplane.tags, "metrics": _for_proto(dataplane.report_metrics(force=True))},
+            "meta": {"tags": dataplane.tags},
         }
+        dataplane.report_metrics(force=True)
         return json_to_seldon_message(answer)
 
     # --- description -----------------------------------------------------------------------------
@@ -153,8 +154,11 @@ class LoanClassifier:
         return self._ready().tags
 
     def metrics(self) -> list[dict]:
-        """Pending custom metrics (Seldon calls this on health checks and non-raw methods)."""
-        return self.dataplane.report_metrics(force=True) if self.dataplane else []
+        """Seldon's custom-metrics hook (health checks, non-raw methods): none, the component exports
+        its own (``glassbox.seldon.prometheus``); used to bring the forwarding counters up to date."""
+        if self.dataplane:
+            self.dataplane.report_metrics(force=True)
+        return []
 
     def health_status(self) -> dict:
         dataplane = self._ready()
@@ -167,67 +171,12 @@ class LoanClassifier:
         }
 
     def init_metadata(self) -> dict:
-        """Inputs and outputs for ``/metadata``. Seldon asks before ``load()``: read only the manifest."""
-        from glassbox.pipeline.artifacts import read_manifest, resolve_version_dir
-
-        try:
-            manifest = read_manifest(resolve_version_dir(self.settings.artifacts))
-        except GlassboxError as exc:  # load() will fail loudly on the same problem
-            logger.error("no model metadata: %s", exc.message)
-            return {"name": "loanclassifier", "platform": "seldon"}
-        names = list(manifest.feature_names)
-        categories = {names[j]: list(cs) for j, cs in manifest.category_map_int.items()}
-        features = {
-            name: {"type": "categorical", "categories": categories[name]}
-            if name in categories
-            else {"type": "numeric"}
-            for name in names
+        """Inputs and outputs for ``/metadata``."""
+        custom = {
+            "uncertainty_threshold": str(self.settings.uncertainty_threshold),
+            "max_rows": str(self.settings.max_rows),
         }
-        classes = list(manifest.class_names)
-        return {
-            "name": manifest.name,
-            "versions": [manifest.version],
-            "platform": "seldon",
-            "inputs": [
-                {"messagetype": "ndarray", "schema": {"names": names, "shape": [len(names)]}},
-                {"messagetype": "tensor", "schema": {"names": names, "shape": [len(names)]}},
-                {"messagetype": "jsonData", "schema": {"type": "object", "properties": features}},
-            ],
-            "outputs": [{"messagetype": "ndarray", "schema": {"names": classes, "shape": [len(classes)]}}],
-            "custom": {
-                "artifact_sha256": manifest.artifact_sha256,
-                "uncertainty_threshold": str(self.settings.uncertainty_threshold),
-                "max_rows": str(self.settings.max_rows),
-            },
-        }
-
-
-def _stop_on_sigterm(stop: Callable[[], None]) -> None:
-    """Run ``stop`` on SIGTERM in Seldon's gRPC server process too.
-
-    Gunicorn workers exit through ``sys.exit`` on SIGTERM, so ``atexit`` runs there. Seldon's gRPC
-    server is a ``multiprocessing`` child that sleeps in its main thread: SIGTERM's default action
-    would end it on the spot, and multiprocessing children skip ``atexit`` even on a normal exit.
-    """
-    if multiprocessing.parent_process() is None or threading.current_thread() is not threading.main_thread():
-        return  # a gunicorn worker (a plain fork) or a test: SIGTERM is already handled
-
-    def handler(signum: int, frame: object) -> None:
-        stop()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _for_proto(metrics: list[dict]) -> list[dict]:
-    """Metrics that survive Seldon's protobuf round trip (gRPC predictions, all feedback).
-
-    Seldon reads them back with ``MessageToJson``, which omits a value of 0: Seldon then fails with
-    ``KeyError: 'value'``. A zero counter increment changes nothing, so it is left out; gauges are
-    left out too (a gauge falling to 0 could not be said), and the outbox depth is the same shared
-    SQLite file that the REST workers report on their responses and health checks.
-    """
-    return [m for m in metrics if m["value"] and m["type"] != "GAUGE"]
+        return describe(self.settings.artifacts, "probabilities", custom)
 
 
 def _is_explainer(meta: dict) -> bool:

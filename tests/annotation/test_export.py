@@ -10,8 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from glassbox.annotation.corrections import apply_corrections, read_export
 from glassbox.errors import InvalidInput
+from glassbox.pipeline.corrections import apply_corrections, read_export
 from glassbox.pipeline.data import Dataset
 from glassbox.stack.process import venv_bin
 
@@ -53,13 +53,12 @@ def test_export_jsonl_and_csv_skip_and_count_unlabelled(start_queue, queue_recor
     assert rows[0]["feature:Age"] and table.headers["x-glassbox-skipped-unlabelled"] == "1"
 
 
-def test_cli_export_counts_what_it_skipped(start_queue, queue_record, database, tmp_path) -> None:
+def test_cli_export_counts_what_it_skipped(start_queue, queue_record, tmp_path) -> None:
     queue = start_queue()
     review_some(queue, queue_record)
-    url, schema = database
     env = {
-        "GLASSBOX_QUEUE_DATABASE_URL": url,
-        "GLASSBOX_QUEUE_DATABASE_SCHEMA": schema,
+        "GLASSBOX_QUEUE_URL": queue.url,
+        "GLASSBOX_QUEUE_API_KEY": queue.owner_key,
         "PATH": "/usr/bin:/bin",
     }
     out = tmp_path / "export.csv"

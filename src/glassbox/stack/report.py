@@ -18,10 +18,12 @@ def describe(stack) -> str:
         f"    predict      POST {base}/{s.deployment}/api/v1.0/predictions",
         f"    feedback     POST {base}/{s.deployment}/api/v1.0/feedback",
         f"    explain      POST {base}/{s.deployment}-explainer/{s.predictor}/api/v1.0/explain",
-        f"  review queue   {c['queue'].url}/  (owner API key: {s.queue_api_key})",
-        f"  model          {c['model'].url}  metrics http://127.0.0.1:{c['model'].ports['metrics']}/prometheus",
-        f"  explainer      {c['explainer'].url}  metrics http://127.0.0.1:{c['explainer'].ports['metrics']}/prometheus",
+        f"  review page    {c['queue'].url}/review  (owner API key: {s.queue_api_key})",
     ]
+    # Each microservice's GET page is its metadata (its base URL answers 404: Seldon has no index).
+    for name in ("model", "explainer"):
+        metrics = f"http://127.0.0.1:{c[name].ports['metrics']}/prometheus"
+        lines.append(f"  {name:<14} {c[name].url}/api/v1.0/metadata  metrics {metrics}")
     if "prometheus" in c:
         lines.append(f"  prometheus     {c['prometheus'].url}/graph")
         lines.append(f"  dashboard      {DASHBOARD}  (import into Grafana)")

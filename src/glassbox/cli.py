@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 # Modules that define ``register(subparsers)``; each adds its own subcommands.
@@ -37,10 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # Each subcommand sets ``func``; it returns the process exit code.
-    return int(args.func(args) or 0)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        # Each subcommand sets ``func``; it returns the process exit code.
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that left shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `glassbox status | head`: the reader closed the pipe. End quietly, as `yes | head` does, with
+        # the status of a process killed by SIGPIPE (the Python docs' recipe; SIG_DFL for SIGPIPE would
+        # also kill the command on a socket's EPIPE). Python flushes stdout again at exit: point it at
+        # /dev/null so that flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

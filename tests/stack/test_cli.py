@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -128,3 +129,66 @@ def test_up_without_a_model_says_how_to_train(tmp_path):
     up = glassbox(env, "up")
     assert up.returncode == 1
     assert "no trained model" in up.stderr and "glassbox train --config" in up.stderr
+
+
+def test_status_into_a_pipe_closed_early_ends_without_a_traceback(tmp_path):
+    """`glassbox status | head` once the reader is gone: the write fails with EPIPE on every run (the read
+    end is closed before the command starts), and the command ends quietly with 128 + SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        status = subprocess.run(
+            [sys.executable, "-m", "glassbox.cli", "status"],
+            env={**os.environ, "GLASSBOX_STACK_RUN_DIR": str(tmp_path)},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in status.stderr and "BrokenPipeError" not in status.stderr, status.stderr
+    assert status.stderr == ""
+    assert status.returncode == 128 + signal.SIGPIPE
+
+
+def test_logs_piped_to_head_ends_without_a_traceback(tmp_path):
+    """A real shell pipe: `glassbox logs | head -1` over a log far larger than the pipe's buffer."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "model.log").write_text("".join(f"line {i} of a long log\n" for i in range(200_000)))
+    script = f'{sys.executable} -m glassbox.cli logs -n 200000 | head -1; echo "exit ${{PIPESTATUS[0]}}" >&2'
+    piped = subprocess.run(
+        ["bash", "-c", script],
+        env={**os.environ, "GLASSBOX_STACK_RUN_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.stdout == f"==> {logs / 'model.log'} <==\n"
+    assert "Traceback" not in piped.stderr and "BrokenPipeError" not in piped.stderr, piped.stderr
+    assert piped.stderr == f"exit {128 + signal.SIGPIPE}\n"
+
+
+def test_a_foreground_up_whose_reader_left_still_stops_the_stack_on_ctrl_c(env):
+    """`glassbox up | head -3`, then Ctrl-C: printing "stopping ..." into the closed pipe must neither
+    print a traceback nor skip stopping the processes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glassbox.cli", "up", "--no-prometheus"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen, deadline = b"", time.monotonic() + 240
+    while b"press Ctrl-C" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            seen += os.read(proc.stdout.fileno(), 65536)
+    records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
+    assert len(records) == 4 and all(r.healthy() for r in records.values()), seen.decode()
+    proc.stdout.close()  # the reader leaves, as head does after its lines
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr, stderr.decode()
+    assert proc.returncode == 0
+    assert [r.name for r in records.values() if process_group_members(r.pid)] == []

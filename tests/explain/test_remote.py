@@ -176,7 +176,7 @@ def test_malformed_json_and_unknown_job_path(explainer):
 def test_metrics_on_the_seldon_metrics_port(explainer, adult_test_rows):
     body = {"jsonData": {"instances": [adult_test_rows[5].tolist()]}}
     explainer.explain(body)  # a miss
-    explainer.explain({"data": {"ndarray": [[1, 2, 3]]}})  # a rejection, reported with the next answer
+    explainer.explain({"data": {"ndarray": [[1, 2, 3]]}})  # a rejection, counted by its reason
     explainer.explain(body)  # a hit
     samples = metric_samples(explainer)
     assert samples["glassbox_explainer_latency_seconds_count"] >= 1
@@ -192,7 +192,7 @@ def test_metrics_on_the_seldon_metrics_port(explainer, adult_test_rows):
         samples["glassbox_explainer_explanations_total"],
     )
     assert calls / explained > 1 and samples["glassbox_explainer_remote_rows_total"] > calls
-    assert samples["glassbox_explainer_failures_total{invalid_input}"] >= 1
+    assert samples["glassbox_explainer_failures_total{wrong_width}"] >= 1
 
 
 def explainer_calling_port(port: int, artifacts, tmp_path, processes, **env: str) -> ExplainerService:

@@ -20,6 +20,7 @@ def test_context_environment_and_dockerfile_agree():
         "0",
     )
     assert int(settings["GUNICORN_THREADS"]) > 1  # polls and refusals answered while explaining
+    assert settings["NUMBA_CACHE_DIR"].startswith("/tmp/")  # writable by user 8888 in the s2i image too
     dockerfile = (CONTEXT / "Dockerfile").read_text()
     assert "FROM python:3.12-slim" in dockerfile and "USER 8888" in dockerfile
     assert "seldon-core-microservice $MODEL_NAME --service-type $SERVICE_TYPE" in dockerfile
@@ -37,4 +38,8 @@ def test_class_file_only_reexports_the_package_class():
     requirements = [
         line for line in (CONTEXT / "requirements.txt").read_text().splitlines() if line and line[0] != "#"
     ]
-    assert requirements == [f"./wheels/glassbox-{__version__}-py3-none-any.whl"]
+    # Only the [explainer] extra (alibi, no kubernetes), at the pins `make wheel` copies beside the wheel.
+    assert requirements == [
+        "-c wheels/constraints.txt",
+        f"./wheels/glassbox-{__version__}-py3-none-any.whl[explainer]",
+    ]

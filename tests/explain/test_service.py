@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from glassbox.contract.schema import FeatureSchema
 from glassbox.errors import InvalidInput, NotFound, Overloaded, UpstreamUnavailable
 from glassbox.explain.cache import ExplanationCache
 from glassbox.explain.core import DeterministicExplainer
-from glassbox.explain.instances import FeatureSchema
 from glassbox.explain.jobs import JobManager
 from glassbox.explain.metrics import ExplainerMetrics
 from glassbox.explain.params import ExplainParams
@@ -35,7 +35,7 @@ class Gate:
 
 def make_service(toy, predictor=None, max_pending=4, sync_wait_s=10.0, cache_size=16) -> ExplainService:
     predictor = predictor or (lambda X: toy.predict_proba(X).argmax(1))
-    schema = FeatureSchema(toy.feature_names, toy.category_map)
+    schema = FeatureSchema.of(toy.feature_names, toy.category_map)
     explainer = DeterministicExplainer(toy.explainer, predictor, schema, toy.class_names, model_version="toy")
     return ExplainService(
         explainer,

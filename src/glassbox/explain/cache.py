@@ -1,13 +1,14 @@
 """An LRU cache of explanations keyed by (model version, instance, parameters, seed).
 
 An explanation is a pure function of that key (see ``core``), so a hit is exactly what a rerun would
-give, at dictionary-lookup cost instead of ~25 model calls.
+give, at dictionary-lookup cost instead of ~25 model calls. ``ExplanationCache`` lives in one process;
+``redis_cache.RedisExplanationCache`` is shared by every worker and replica.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from cachetools import LRUCache
@@ -23,6 +24,14 @@ def cache_key(model_version: str, instance: np.ndarray, params: ExplainParams, s
     return (model_version, row, params.key(), seed)
 
 
+class Cache(Protocol):
+    """What the service needs of a cache (``ExplanationCache`` or ``RedisExplanationCache``)."""
+
+    def get_many(self, keys: list[CacheKey]) -> list[dict[str, Any] | None]: ...
+
+    def put(self, key: CacheKey, record: dict[str, Any]) -> None: ...
+
+
 class ExplanationCache:
     """A thread-safe ``cachetools.LRUCache``; ``size=0`` disables caching."""
 
@@ -35,6 +44,9 @@ class ExplanationCache:
             return None
         with self._lock:
             return self._cache.get(key)
+
+    def get_many(self, keys: list[CacheKey]) -> list[dict[str, Any] | None]:
+        return [self.get(key) for key in keys]
 
     def put(self, key: CacheKey, record: dict[str, Any]) -> None:
         if self._cache is None:

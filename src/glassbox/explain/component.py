@@ -18,7 +18,10 @@ from glassbox.explain.metrics import ExplainerMetrics
 from glassbox.explain.routes import build_blueprint
 from glassbox.explain.settings import ExplainerSettings
 from glassbox.explain.wire import parse_payload, to_seldon
+from glassbox.seldon import prometheus
 from glassbox.seldon.http_errors import SeldonError
+from glassbox.seldon.lifecycle import install_for_microservice, on_stop
+from glassbox.seldon.metadata import describe
 
 if TYPE_CHECKING:
     from glassbox.explain.service import ExplainService
@@ -35,25 +38,28 @@ class LoanExplainer:
             self.settings = ExplainerSettings(**parameters)
         except ValueError as exc:  # pydantic's ValidationError: fail at start-up, naming the setting
             raise ConfigError(f"bad LoanExplainer settings: {exc}") from exc
-        self.recorder = ExplainerMetrics()
+        self.recorder = ExplainerMetrics()  # its metrics are created on first use, after load()
+        self.metrics_dir = prometheus.prepare()  # before Seldon forks: see glassbox.seldon.prometheus
         self.service: ExplainService | None = None
         self.manifest: Any = None
         # Seldon registers this blueprint on its REST app: error mapping, /api/v1.0/explain, job polling.
         # Every rejected request (4xx) is counted in glassbox_explainer_failures_total by its reason.
         self.model_error_handler = build_blueprint(self, on_rejection=self.recorder.failed)
+        # Inside seldon-core-microservice only: SIGTERM stops its whole process tree within the grace.
+        install_for_microservice(self.settings.shutdown_grace_seconds)
 
     def load(self) -> None:
         # alibi, numba and the pipeline's loader are imported here, after Seldon forks its workers:
         # imported in the parent they cost every process start-up time and memory, and a library
         # that starts threads at import (onnxruntime, numba's) can leave forked workers hanging at exit.
         from glassbox.contract.schema import FeatureSchema
-        from glassbox.explain.cache import ExplanationCache
         from glassbox.explain.core import DeterministicExplainer
-        from glassbox.explain.jobs import JobManager
         from glassbox.explain.remote import RemotePredictor
         from glassbox.explain.service import ExplainService
+        from glassbox.explain.stores import build_stores  # in-process, or Redis for every process
         from glassbox.pipeline.artifacts import load_bundle  # verifies every SHA-256 before unpickling
 
+        prometheus.activate(self.metrics_dir)  # before the recorder creates its metrics
         settings = self.settings
         bundle = load_bundle(settings.artifacts)
         manifest = bundle.manifest
@@ -73,10 +79,12 @@ class LoanExplainer:
             bundle.load_explainer(), predictor, schema, list(manifest.class_names), manifest.artifact_sha256
         )
         self.manifest = manifest
+        cache, jobs = build_stores(settings, manifest.artifact_sha256)
+        on_stop(jobs.close)  # at exit: take no further queued job
         self.service = ExplainService(
             explainer,
-            ExplanationCache(settings.cache_size),
-            JobManager(settings.max_pending, settings.job_ttl_s, settings.max_jobs),
+            cache,
+            jobs,
             self.recorder,
             default_seed=settings.seed,
             max_rows=settings.max_rows,
@@ -100,8 +108,17 @@ class LoanExplainer:
                 raise  # the blueprint answers its status with Seldon's error body and counts it
             self.recorder.failed(getattr(exc, "reason", "invalid_input"))
             raise SeldonError(exc.message, status_code=exc.status_code) from exc
-        response = {**body, "meta": {"tags": self.tags(), "metrics": self.recorder.drain()}}
+        response = {**body, "meta": {"tags": self.tags()}}
         return json_to_seldon_message(response) if is_proto else response
+
+    def send_feedback_raw(self, feedback: Any) -> Any:
+        raise SeldonError(
+            "the explainer takes no feedback: send it to the model's /api/v1.0/feedback", status_code=400
+        )
+
+    def init_metadata(self) -> dict[str, Any]:
+        """Inputs and outputs for ``/metadata``: the model's inputs, explanations out."""
+        return describe(self.settings.artifacts, "explanations", {"max_rows": str(self.settings.max_rows)})
 
     def poll(self, job_id: str) -> dict[str, Any]:
         return self._service().poll(job_id)
@@ -110,10 +127,6 @@ class LoanExplainer:
         if self.manifest is None:
             return {}
         return {"model_version": self.manifest.version, "artifact_sha256": self.manifest.artifact_sha256}
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """Seldon's custom-metrics hook, called after each predict: what was recorded since."""
-        return self.recorder.drain()
 
     def _service(self) -> ExplainService:
         if self.service is None:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from alibi.explainers.anchors import anchor_tabular
 
-from glassbox.explain.batching import batched_draws
 from glassbox.contract.schema import FeatureSchema
+from glassbox.explain.batching import batched_draws
 from glassbox.explain.params import ExplainParams
 
 

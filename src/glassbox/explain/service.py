@@ -6,19 +6,21 @@ this service's answers back; everything the explainer decides happens here.
 
 from __future__ import annotations
 
-import concurrent.futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from glassbox.errors import InvalidInput, Overloaded, UpstreamUnavailable
-from glassbox.explain.cache import ExplanationCache, cache_key
-from glassbox.explain.core import DeterministicExplainer
-from glassbox.explain.jobs import JobManager
+from glassbox.explain.cache import Cache, cache_key
+from glassbox.explain.jobs import DONE, FAILED, Jobs, JobState, Work
 from glassbox.explain.metrics import ExplainerMetrics
 from glassbox.explain.params import ExplainParams
 from glassbox.explain.remote import BadModelAnswer, ModelMismatch
+from glassbox.explain.stores import StoreUnavailable
+
+if TYPE_CHECKING:
+    from glassbox.explain.core import DeterministicExplainer  # imports alibi: load() time only
 
 JOB_PATH = "/api/v1.0/explain/jobs/{id}"
 
@@ -41,6 +43,7 @@ def failure_reason(exc: BaseException) -> str:
     """
     for kind, reason in (
         (Overloaded, "overloaded"),
+        (StoreUnavailable, "store_unavailable"),  # before its base class UpstreamUnavailable
         (UpstreamUnavailable, "model_unavailable"),
         (ModelMismatch, "model_mismatch"),
         (BadModelAnswer, "model_bad_answer"),
@@ -54,8 +57,8 @@ class ExplainService:
     def __init__(
         self,
         explainer: DeterministicExplainer,
-        cache: ExplanationCache,
-        jobs: JobManager,
+        cache: Cache,
+        jobs: Jobs,
         metrics: ExplainerMetrics,
         default_seed: int,
         max_rows: int,
@@ -68,23 +71,20 @@ class ExplainService:
         self.default_seed = default_seed
         self.max_rows = max_rows
         self.sync_wait_s = sync_wait_s
+        jobs.bind(self.run)  # whichever process's job worker takes a job runs it with its own explainer
 
     def handle(self, request: ExplainRequest) -> dict[str, Any]:
         """The jsonData body: explanations, a job handle, or a polled job's state (and result)."""
-        if request.job_id is not None:
-            return self.poll(request.job_id)
         try:
+            if request.job_id is not None:
+                return self.poll(request.job_id)
             return self._explain(request)
-        except Overloaded as exc:
+        except (Overloaded, StoreUnavailable) as exc:
             self.metrics.failed(failure_reason(exc))
             raise
 
     def poll(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.get(job_id)
-        body: dict[str, Any] = {"job": {**job.describe(), "poll": JOB_PATH.format(id=job.id)}}
-        if job.status == "done":
-            body.update(job.future.result())
-        return body
+        return job_body(self.jobs.get(job_id))
 
     def _explain(self, request: ExplainRequest) -> dict[str, Any]:
         rows = request.rows
@@ -97,33 +97,38 @@ class ExplainService:
             )
         seed = self.default_seed if request.seed is None else request.seed
         version = self.explainer.model_version
-        keys = [cache_key(version, row, request.params, seed) for row in rows]
-        cached = [self.cache.get(key) for key in keys]
+        cached = self.cache.get_many([cache_key(version, row, request.params, seed) for row in rows])
         misses = sum(record is None for record in cached)
-        self.metrics.cache(hits=len(keys) - misses, misses=misses)
+        self.metrics.cache(hits=len(cached) - misses, misses=misses)
         if not misses:
             return response_body(cached, [True] * len(cached))
 
-        job = self.jobs.submit(lambda: self._run(rows, keys, cached, request.params, seed))
-        handle = {"job": {**job.describe(), "poll": JOB_PATH.format(id=job.id)}}
+        rows_json = np.asarray(rows, dtype=np.float64).tolist()
+        job = self.jobs.submit(Work(rows=rows_json, params=request.params.model_dump(), seed=seed))
         if request.submit:
-            return handle
-        try:
-            return job.future.result(timeout=self.sync_wait_s)
-        except concurrent.futures.TimeoutError:
-            # Still running: answer before the gateway times out; the result waits under the job id.
-            handle["job"]["status"] = job.status
-            return handle
+            return job_body(job)
+        # Wait a bounded time; a job still running answers its handle, and its result waits under its id.
+        job = self.jobs.wait(job.id, self.sync_wait_s)
+        if job.status == DONE:
+            assert job.result is not None
+            return job.result
+        if job.status == FAILED:
+            job.raise_failure()
+        return job_body(job)
 
-    def _run(
-        self, rows: np.ndarray, keys: list, cached: list, params: ExplainParams, seed: int
-    ) -> dict[str, Any]:
-        records = list(cached)
+    def run(self, work: Work) -> dict[str, Any]:
+        """Run one job: the rows the cache does not hold (by now) are explained and cached."""
+        rows = np.asarray(work.rows, dtype=np.float64)
+        params = ExplainParams.model_validate(work.params)
+        version = self.explainer.model_version
+        keys = [cache_key(version, row, params, work.seed) for row in rows]
+        records = self.cache.get_many(keys)
+        hits = [record is not None for record in records]
         for i, row in enumerate(rows):
             if records[i] is not None:
                 continue
             try:
-                record = self.explainer.explain(row, params, seed)
+                record = self.explainer.explain(row, params, work.seed)
             except Exception as exc:
                 self.metrics.failed(failure_reason(exc))
                 raise
@@ -137,7 +142,15 @@ class ExplainService:
             )
             self.cache.put(keys[i], record)
             records[i] = record
-        return response_body(records, [c is not None for c in cached])
+        return response_body(records, hits)
+
+
+def job_body(job: JobState) -> dict[str, Any]:
+    """A job's handle (``{"job": {...}}``), with the explanations once it is done."""
+    body: dict[str, Any] = {"job": {**job.describe(), "poll": JOB_PATH.format(id=job.id)}}
+    if job.status == DONE and job.result is not None:
+        body.update(job.result)
+    return body
 
 
 def response_body(records: list[dict[str, Any]], cached: list[bool]) -> dict[str, Any]:

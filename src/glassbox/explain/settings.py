@@ -56,7 +56,48 @@ class ExplainerSettings(BaseSettings):
             "below the gateway's timeout."
         ),
     )
+    shutdown_grace_seconds: float = Field(
+        4.0,
+        gt=0,
+        description="On SIGTERM: new connections are refused at once, requests in flight get this long minus "
+        "1 s to finish (a longer explanation is cut off), and whatever still runs at the end is killed. Keep "
+        "it below the pod's terminationGracePeriodSeconds (minus its preStop sleep).",
+    )
     job_ttl_s: float = Field(3600.0, gt=0, description="Seconds a finished job's result is kept for polling.")
     max_jobs: int = Field(
-        1000, ge=1, description="Finished jobs kept at most; the oldest are forgotten first."
+        1000, ge=1, description="Finished jobs kept at most (in-process); the oldest are forgotten first."
+    )
+    # The shared store: with a Redis URL every worker and replica sees every job and cached explanation.
+    redis_url: str = Field(
+        "",
+        description=(
+            "Redis holding jobs, results and the explanation cache for every worker and replica "
+            "(redis://[:password@]host:6379/0); empty: each process keeps its own, in memory."
+        ),
+    )
+    redis_prefix: str = Field(
+        "glassbox:explain",
+        min_length=1,
+        description="Prefix of the cache keys and job queue names in Redis (several deployments, one Redis).",
+    )
+    redis_socket_timeout_s: float = Field(
+        2.0, gt=0, description="Seconds one Redis command may take before the request answers 503."
+    )
+    redis_connect_timeout_s: float = Field(1.0, gt=0, description="Seconds to open a connection to Redis.")
+    cache_ttl_s: float = Field(
+        86400.0, gt=0, description="Seconds an explanation stays in the Redis cache (CACHE_SIZE=0: none)."
+    )
+    job_lease_s: int = Field(
+        30,
+        ge=2,
+        description=(
+            "Redis store: a running job's process renews its lease every third of this; a job whose lease "
+            "ran out (its process died) is re-run or failed."
+        ),
+    )
+    job_retries: int = Field(
+        1, ge=0, description="Redis store: times a job whose process died is re-run before it is failed."
+    )
+    job_timeout_s: int = Field(
+        600, ge=1, description="Redis store: longest one job may run; past it the job fails (504)."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from glassbox.stack.process import LOOPBACK, ManagedProcess, seldon_microservice
+from glassbox.stack.process import LOOPBACK, SHUTDOWN_GRACE_SECONDS, ManagedProcess, seldon_microservice
 from glassbox.stack.prometheus import ScrapeTarget
 from glassbox.stack.settings import StackSettings
 
@@ -38,9 +38,10 @@ def _url(port: int) -> str:
 
 
 def uvicorn_argv(factory: str, port: int) -> list[str]:
-    """An ASGI app factory served by uvicorn on loopback."""
+    """An ASGI app factory served by uvicorn on loopback; on SIGTERM it waits for the requests in flight
+    a second less than the shutdown grace (uvicorn's own default waits for ever)."""
     return [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", LOOPBACK, "--port", str(port),
-            "--no-access-log"]  # fmt: skip
+            "--no-access-log", "--timeout-graceful-shutdown", str(SHUTDOWN_GRACE_SECONDS - 1)]  # fmt: skip
 
 
 def seldon_env(deployment: str, predictor: str, unit: str) -> dict[str, str]:
@@ -79,7 +80,7 @@ def queue(settings: StackSettings, port: int, model_url: str, explainer_url: str
         {"http": port},
         _url(port),
         ScrapeTarget("glassbox-queue", port, "/metrics", pod="glassbox-queue", container="queue"),
-        links={"review page": f"{_url(port)}/"},
+        links={"review page": f"{_url(port)}/review"},
     )
 
 
@@ -120,6 +121,8 @@ def explainer(settings: StackSettings, model_url: str) -> Component:
         "GLASSBOX_EXPLAINER_ARTIFACTS": str(settings.artifacts.resolve()),
         "GLASSBOX_EXPLAINER_MODEL_URL": f"{model_url}/api/v1.0/predictions",
     }
+    if settings.explainer_redis_url:  # jobs and cache shared by the explainer's gunicorn workers
+        env["GLASSBOX_EXPLAINER_REDIS_URL"] = settings.explainer_redis_url
     return _seldon_component(
         "explainer", EXPLAINER_CLASS, settings, f"{settings.deployment}-explainer", "explainer", env
     )

@@ -50,6 +50,13 @@ class StackSettings(BaseSettings):
     )
     workers: int = Field(1, description="gunicorn workers per Seldon microservice.")
     threads: int = Field(4, description="Threads per gunicorn worker.")
+    explainer_redis_url: str = Field(
+        "",
+        description=(
+            "A Redis for the explainer's jobs and cache (e.g. redis://127.0.0.1:6379/0), shared by its "
+            "gunicorn workers; empty = each worker keeps its own."
+        ),
+    )
     start_timeout: float = Field(120.0, description="Seconds each process has to answer its health check.")
     prometheus_bin: str = Field("prometheus", description="Prometheus binary (name on PATH or path).")
     scrape_interval: str = Field("5s", description="Prometheus scrape interval of the local stack.")

@@ -220,7 +220,7 @@ def test_predictions_and_certainty_are_counted(model, bundle, rows):
     for k, name in enumerate(bundle.manifest.class_names):
         key = f'glassbox_model_predictions_total{{predicted_class="{name}"}}'
         assert after[key] - before.get(key, 0) == int((P.argmax(1) == k).sum())
-    assert grew(before, after, "glassbox_model_certainty_count_total") == len(rows) + 1  # not the explainer's
+    assert grew(before, after, "glassbox_model_certainty_count") == len(rows) + 1  # not the explainer's
     assert grew(before, after, "glassbox_model_explainer_rows_total") == len(rows)
-    below_07 = grew(before, after, 'glassbox_model_certainty_bucket_total{le="0.7"}')
+    below_07 = grew(before, after, 'glassbox_model_certainty_bucket{le="0.7"}')
     assert below_07 == int((P.max(1) <= 0.7).sum())

@@ -17,8 +17,9 @@ Lifecycle (the component calls both):
 
 - :func:`prepare` in ``__init__``, in Seldon's main process before anything forks: picks the
   directory (``PROMETHEUS_MULTIPROC_DIR`` if set, else a fresh one under the temp dir keyed by this
-  process id, so one per pod), removes files left by an earlier run, and makes Seldon's metrics
-  server append our metrics. It changes nothing else in the process (tests build components in-process).
+  process id, so one per pod; directories of main processes that are gone are removed), removes
+  files left by an earlier run, and makes Seldon's metrics server append our metrics. It changes
+  nothing else in the process (tests build components in-process).
 - :func:`activate` at the start of ``load()``, in every worker and the gRPC process after the fork:
   switches prometheus-client to multiprocess values for this process. Metric objects must be created
   after it.
@@ -37,7 +38,10 @@ from prometheus_client import CollectorRegistry, generate_latest, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from glassbox.errors import ConfigError
+
 DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
+DEFAULT_PREFIX = "glassbox-prometheus-"  # + the main process id, under the temp dir
 
 _state: dict[str, Path] = {}  # the directory prepare() chose; forked processes inherit it
 
@@ -59,11 +63,18 @@ def prepare() -> Path:
     if configured:
         directory = Path(configured)
     else:
-        directory = Path(tempfile.gettempdir()) / f"glassbox-prometheus-{os.getpid()}"
+        directory = Path(tempfile.gettempdir()) / f"{DEFAULT_PREFIX}{os.getpid()}"
         atexit.register(_remove, directory, os.getpid())
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # an earlier run's totals: a restart starts counters at 0
-        stale.unlink()
+        _remove_orphans(directory.parent)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # an earlier run's totals: a restart starts counters at 0
+            stale.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics directory {directory} is not writable ({exc}); set {DIR_ENV} to a writable "
+            "directory of this pod (an emptyDir)"
+        ) from exc
     _state["directory"] = directory
     _serve_beside_seldon()
     return directory
@@ -115,6 +126,24 @@ def _serve_beside_seldon() -> None:
 
     generate_metrics._glassbox = True  # type: ignore[attr-defined]
     SeldonMetrics.generate_metrics = generate_metrics  # type: ignore[method-assign]
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Remove default directories whose main process is gone (killed before its ``atexit`` ran)."""
+    for other in parent.glob(DEFAULT_PREFIX + "*"):
+        pid = other.name.removeprefix(DEFAULT_PREFIX)
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(directory: Path, owner: int) -> None:

@@ -168,5 +168,5 @@ class Dataplane:
             return [None] * rows
         return [self.schema.class_names[i] for i in P.argmax(axis=1)]
 
-    def report_metrics(self, force: bool = False) -> list[dict]:
-        return self.metrics.report(self.forwarder.stats if self.forwarder else None, force)
+    def report_metrics(self, force: bool = False) -> None:
+        self.metrics.report(self.forwarder.stats if self.forwarder else None, force)

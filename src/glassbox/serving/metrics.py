@@ -1,139 +1,146 @@
-"""The component's own metrics, handed to Seldon's wrapper as custom-metric dicts.
+"""The model component's own metrics, recorded with prometheus-client (docs/contracts.md, "Metrics").
 
-Seldon 1.19 exposes a worker's custom metrics on its metrics port at ``/prometheus`` (shared memory
-across gunicorn workers, a ``worker_id`` label per worker). It knows three kinds: COUNTER (exposed
-as ``<key>_total``), GAUGE, and TIMER (milliseconds, exposed as a histogram in seconds with fixed
-log-spaced buckets from 1 ms to 30 s). A histogram of probabilities in [0.5, 1] would get about four
-useful buckets out of TIMER, and each TIMER value is one observation (100 rows, 100 dicts), so the
-certainty histogram is published as cumulative counters with an ``le`` label instead:
-``glassbox_model_certainty_bucket_total{le="0.7"}`` — ``histogram_quantile`` accepts them as is.
+They reach Prometheus through Seldon's metrics port at ``/prometheus`` (``glassbox.seldon.prometheus``:
+multiprocess files, summed over the pod's processes, with Seldon's deployment labels). Recording is a
+few memory-mapped increments per request, so it happens on every request; only the forwarder's running
+totals are copied in, by :meth:`ModelMetrics.report`.
 
-Values accumulate here between reports and leave as deltas, because Seldon adds COUNTER values up.
+The certainty (max class probability of a user row) is a real histogram with buckets between 0.5 and
+1, filled per request from numpy bucket counts (:class:`BatchHistogram`), not one Python call per row.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from glassbox.contract.labels import Certainty
 from glassbox.serving.forwarder import ForwardStats
 
 PREFIX = "glassbox_model_"
 CERTAINTY_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
-FORWARD_COUNTERS = {  # ForwardStats field -> metric key (exposed with _total)
-    "forwarded": "forwarded",
-    "retries": "forward_retries",
-    "spilled": "forward_spilled",
-    "dropped": "forward_dropped",
-    "rejected": "forward_rejected",
+FORWARD_COUNTERS = {  # ForwardStats field -> (metric name without _total, help)
+    "forwarded": ("forwarded", "Records the review queue accepted (created or already there)"),
+    "retries": ("forward_retries", "Records re-sent from the outbox after an earlier failure"),
+    "spilled": ("forward_spilled", "Records written to the outbox because the queue could not take them"),
+    "dropped": ("forward_dropped", "Records lost because the outbox was full or unwritable"),
+    "rejected": ("forward_rejected", "Records the queue refused as invalid (logged with the reason)"),
 }
 
 
-def _counter(key: str, value: float, **tags: str) -> dict:
-    metric = {"type": "COUNTER", "key": PREFIX + key, "value": value}
-    if tags:
-        metric["tags"] = tags
-    return metric
+class BatchHistogram(Histogram):
+    """A prometheus-client ``Histogram`` that also takes many observations at once."""
+
+    def observe_counts(self, counts: Sequence[int], total: float) -> None:
+        """Add ``counts[i]`` observations to bucket ``i`` (non-cumulative, ``+Inf`` last) and ``total`` to
+        the sum: the same series as calling ``observe`` once per value.
+
+        Uses ``Histogram``'s own per-bucket values (``_buckets``, ``_sum``; prometheus-client 0.26);
+        ``tests/serving/test_metrics.py`` checks the result equals ``observe``'s.
+        """
+        self._raise_if_not_observable()
+        if len(counts) != len(self._upper_bounds):
+            raise ValueError(f"{len(counts)} bucket counts for {len(self._upper_bounds)} buckets")
+        self._sum.inc(total)
+        for bucket, n in zip(self._buckets, counts, strict=True):
+            if n:
+                bucket.inc(n)
 
 
 class ModelMetrics:
-    """Thread-safe accumulator; ``report`` drains everything since the last report."""
+    """The model's metrics in ``registry`` (a fresh one by default: several can live in one process)."""
 
-    def __init__(self, class_names: tuple[str, ...], report_interval: float = 0.0):
+    def __init__(
+        self,
+        class_names: tuple[str, ...],
+        report_interval: float = 0.0,
+        registry: CollectorRegistry | None = None,
+    ):
         self.class_names = class_names
         self.report_interval = report_interval
-        self._last_report = float("-inf")
-        self._buckets = np.array(CERTAINTY_BUCKETS)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        predictions = Counter(
+            PREFIX + "predictions", "User rows answered, by predicted class", ["predicted_class"], registry=r
+        )
+        # Every class's series exists from the start, at 0: a dashboard sees it before the first row.
+        self._per_class = [predictions.labels(predicted_class=name) for name in class_names]
+        self._certainty = BatchHistogram(
+            PREFIX + "certainty",
+            "Max class probability of each user row (explainer traffic excluded)",
+            buckets=CERTAINTY_BUCKETS,
+            registry=r,
+        )
+        self._bounds = np.array(self._certainty._upper_bounds)  # CERTAINTY_BUCKETS and +Inf
+        self._explainer_rows = Counter(
+            PREFIX + "explainer_rows", "Rows predicted for the explainer (not user traffic)", registry=r
+        )
+        self._rejections = Counter(
+            PREFIX + "input_rejections", "Refused requests, by reason", ["reason"], registry=r
+        )
+        self._feedback = Counter(
+            PREFIX + "feedback",
+            "Feedback rows received, by reward (0 too, unlike Seldon)",
+            ["reward"],
+            registry=r,
+        )
+        self._forward = {
+            field: Counter(PREFIX + name, text, registry=r)
+            for field, (name, text) in FORWARD_COUNTERS.items()
+        }
+        # Every process reports the same shared SQLite outbox: the latest reading is the depth.
+        self._outbox_depth = Gauge(
+            PREFIX + "outbox_depth",
+            "Records waiting in the outbox",
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
         self._lock = threading.Lock()
-        self._first_report = True  # report every series once at zero so dashboards see them at once
-        self._reset()
+        self._last_report = float("-inf")
         self._forward_seen = ForwardStats()
-
-    def _reset(self) -> None:
-        self._predictions = np.zeros(len(self.class_names), dtype=np.int64)
-        self._bucket_counts = np.zeros(len(self._buckets) + 1, dtype=np.int64)  # last: above every bucket
-        self._certainty_sum = 0.0
-        self._rejections: Counter[str] = Counter()
-        self._feedback: Counter[str] = Counter()
-        self._explainer_rows = 0
 
     def observe(self, certainty: Certainty) -> None:
         """Count one request's rows of user traffic (vectorised: no per-row Python)."""
-        predicted = np.bincount(certainty.predicted, minlength=len(self.class_names))
-        buckets = np.bincount(
-            np.searchsorted(self._buckets, certainty.max_probability, side="left"),
-            minlength=len(self._buckets) + 1,
-        )
-        total = float(certainty.max_probability.sum())
-        with self._lock:
-            self._predictions += predicted
-            self._bucket_counts += buckets
-            self._certainty_sum += total
+        predicted = np.bincount(certainty.predicted, minlength=len(self.class_names)).tolist()
+        bucket = np.searchsorted(self._bounds, certainty.max_probability, side="left")  # first bound >= p
+        counts = np.bincount(np.minimum(bucket, len(self._bounds) - 1), minlength=len(self._bounds))
+        for child, n in zip(self._per_class, predicted, strict=True):
+            if n:
+                child.inc(n)
+        self._certainty.observe_counts(counts.tolist(), float(certainty.max_probability.sum()))
 
     def observe_explainer(self, rows: int) -> None:
-        with self._lock:
-            self._explainer_rows += rows
+        self._explainer_rows.inc(rows)
 
     def reject(self, reason: str) -> None:
-        with self._lock:
-            self._rejections[reason] += 1
+        self._rejections.labels(reason=reason).inc()
 
     def observe_feedback(self, reward: float, rows: int) -> None:
         """Count feedback rows by reward: Seldon 1.19's own counters skip reward 0 (``update_reward``),
         so ``glassbox_model_feedback_total{reward="1"} / sum(glassbox_model_feedback_total)`` is the
         model-side live accuracy."""
-        with self._lock:
-            self._feedback[f"{reward:g}"] += rows
+        self._feedback.labels(reward=f"{reward:g}").inc(rows)
 
-    def report(self, forward: ForwardStats | None = None, force: bool = False) -> list[dict]:
-        """Seldon custom-metric dicts for everything since the last report.
+    def report(self, forward: ForwardStats | None = None, force: bool = False) -> None:
+        """Copy the forwarder's running totals into the counters (and the outbox depth into the gauge).
 
-        Unless ``force``, at most one report per ``report_interval``: every dict costs Seldon a
-        shared-memory update, so a busy worker batches its counts instead of sending them per request.
+        The forwarder counts in its own thread; this runs with requests and health checks, at most once
+        per ``report_interval`` unless ``force``.
         """
+        if forward is None:
+            return
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last_report < self.report_interval:
-                return []
+                return
             self._last_report = now
-            predictions, buckets = self._predictions, self._bucket_counts
-            certainty_sum, rejections, explainer = self._certainty_sum, self._rejections, self._explainer_rows
-            feedback = self._feedback
-            first = self._first_report
-            self._first_report = False
-            self._reset()
-            forward_delta = self._forward_delta(forward) if forward else {}
-        metrics = []
-        for name, n in zip(self.class_names, predictions.tolist(), strict=True):
-            if n or first:
-                metrics.append(_counter("predictions", n, predicted_class=name))
-        count = int(buckets.sum())
-        if count or first:
-            cumulative = np.cumsum(buckets).tolist()
-            for le, n in zip(CERTAINTY_BUCKETS, cumulative, strict=False):
-                metrics.append(_counter("certainty_bucket", n, le=f"{le:g}"))
-            metrics.append(_counter("certainty_bucket", count, le="+Inf"))
-            metrics.append(_counter("certainty_count", count))
-            metrics.append(_counter("certainty_sum", certainty_sum))
-        metrics += [_counter("input_rejections", n, reason=reason) for reason, n in rejections.items()]
-        metrics += [_counter("feedback", n, reward=reward) for reward, n in feedback.items()]
-        if explainer or first:
-            metrics.append(_counter("explainer_rows", explainer))
-        for key, n in forward_delta.items():
-            if n or first:
-                metrics.append(_counter(key, n))
-        if forward is not None:
-            metrics.append({"type": "GAUGE", "key": PREFIX + "outbox_depth", "value": forward.outbox_depth})
-        return metrics
-
-    def _forward_delta(self, forward: ForwardStats) -> dict[str, int]:
-        delta = {}
-        for field, key in FORWARD_COUNTERS.items():
-            now = getattr(forward, field)
-            delta[key] = now - getattr(self._forward_seen, field)
-            setattr(self._forward_seen, field, now)
-        return delta
+            for field, counter in self._forward.items():
+                total = getattr(forward, field)
+                if delta := total - getattr(self._forward_seen, field):
+                    counter.inc(delta)
+                setattr(self._forward_seen, field, total)
+            self._outbox_depth.set(forward.outbox_depth)

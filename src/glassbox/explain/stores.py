@@ -59,9 +59,7 @@ def build_stores(settings: ExplainerSettings, model_version: str) -> tuple[Cache
 def serves_rest() -> bool:
     """Whether this process serves Seldon's REST API (a gunicorn worker, forked from the main process).
 
-    Seldon also loads the component in its gRPC server, a ``multiprocessing`` child. Explanations a
-    process computes are handed to Seldon's metrics with that process's next answer; a gRPC server
-    that sees no traffic would sit on them, so only REST processes take jobs (the gRPC one still
-    submits and polls).
+    Seldon also loads the component in its gRPC server, a ``multiprocessing`` child. Only the REST
+    processes (gunicorn workers) take jobs; the gRPC one submits and polls.
     """
     return multiprocessing.parent_process() is None

@@ -52,6 +52,13 @@ class ModelSettings(BaseSettings):
     metrics_interval_seconds: float = Field(
         1.0,
         ge=0.0,
-        description="Custom metrics reach Seldon at most this often from predictions (health checks "
-        "and feedback always report); 0 reports on every request.",
+        description="The forwarder's totals are copied into the metrics at most this often from "
+        "predictions (health checks and feedback always copy them); 0 copies on every request.",
+    )
+    shutdown_grace_seconds: float = Field(
+        4.0,
+        gt=0,
+        description="On SIGTERM: new connections are refused at once, requests in flight get this long minus "
+        "1 s to finish, the forwarding buffers go to the outbox, and whatever still runs at the end is "
+        "killed. Keep it below the pod's terminationGracePeriodSeconds (minus its preStop sleep).",
     )

@@ -190,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = "glassbox.annotation.app:create_app" if workers > 1 else create_app(settings)
     uvicorn.run(
         app, factory=workers > 1, workers=workers, host=host, port=port, log_level="info", access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds - 1)),  # 1 s left to exit
     )  # fmt: skip
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,19 @@ class QueueSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `glassbox queue serve` binds to.")
     port: int = Field(8500, description="Port `glassbox queue serve` listens on.")
+    workers: int = Field(
+        1, ge=1, description="Uvicorn worker processes of `glassbox queue serve` (> 1: set `session_secret`)."
+    )
+    shutdown_grace_seconds: float = Field(
+        4.0,
+        gt=1,
+        description="On SIGTERM `glassbox queue serve` stops listening at once, gives requests in flight "
+        "this long minus 1 s to finish (uvicorn's graceful-shutdown timeout) and is gone within it.",
+    )
+    database_pool_size: int = Field(4, ge=1, description="Most PostgreSQL connections per worker process.")
+    database_timeout: float = Field(
+        5.0, gt=0, description="PostgreSQL: seconds a request waits for a connection before answering 503."
+    )
     max_bulk: int = Field(500, ge=1, description="Most records accepted by one bulk intake request.")
     min_submitted: int = Field(
         1, ge=1, description="Responses a record needs before it can complete (admins may change it live)."
@@ -34,11 +47,31 @@ class QueueSettings(BaseSettings):
         "",
         description="Base URL of the model's Seldon microservice; completed predictions post feedback there.",
     )
-    feedback_retries: int = Field(
-        3, ge=0, description="Retries of a feedback post before it waits for the next sweep."
+    feedback_max_attempts: int = Field(
+        8,
+        ge=1,
+        description="Attempts at one record's feedback before it goes to the 'dead' state with its last "
+        "error (transient errors only: a 4xx answer from the model is permanent and dead at once).",
+    )
+    feedback_backoff_seconds: float = Field(
+        2.0, gt=0, description="Wait after a record's first failed attempt; doubles with each further one."
+    )
+    feedback_backoff_max_seconds: float = Field(
+        600.0, gt=0, description="Longest wait between two attempts at one record's feedback."
+    )
+    feedback_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the model to answer a post.")
+    feedback_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a sender owns the rows it claimed (no other worker or replica sends them "
+        "meanwhile); rows of a sender that died come due again after it. At least timeout + 5 s.",
+    )
+    feedback_batch: int = Field(50, ge=1, le=1000, description="Rows one claim takes from the outbox.")
+    feedback_concurrency: int = Field(
+        4, ge=1, le=64, description="Posts one sender (one per worker process) has in flight at once."
     )
     feedback_sweep_seconds: float = Field(
-        30.0, gt=0, description="How often unsent feedback (after a failure or a restart) is retried."
+        30.0, gt=0, description="How often the sender looks for due feedback (retries, other replicas' rows)."
     )
     explainer_url: str = Field(
         "", description="Base URL of the explainer microservice, asked when a record has no explanation."
@@ -47,3 +80,14 @@ class QueueSettings(BaseSettings):
     session_secret: str = Field(
         "", description="Secret that signs the review page's session cookie; empty = random per process."
     )
+
+    @model_validator(mode="after")
+    def _lease_covers_a_post(self) -> QueueSettings:
+        # A sender starts a post only while its lease has timeout + 5 s left (feedback.py): a shorter
+        # lease could never be used.
+        if self.feedback_lease_seconds < self.feedback_timeout + 5:
+            raise ValueError(
+                f"feedback_lease_seconds ({self.feedback_lease_seconds:g}) must be at least "
+                f"feedback_timeout + 5 ({self.feedback_timeout + 5:g})"
+            )
+        return self

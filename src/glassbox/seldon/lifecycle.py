@@ -9,8 +9,9 @@ which never got a signal, and the tree lives until SIGKILL (the buffered rows of
 before it starts any server, and rewires the microservice through the module attributes it looks up at
 call time. SIGTERM to the main process (the kubelet's signal to PID 1) then:
 
-1. refuses new connections at once: gunicorn closes its listening socket and each threaded worker closes
-   its own copy as soon as it stops accepting, so readiness probes fail from then on;
+1. refuses new connections at once: gunicorn closes its listening socket, and each worker takes what
+   is already in the listen backlog and closes its own copy as soon as it stops accepting, so readiness
+   probes fail from then on;
 2. answers the requests in flight: gunicorn's ``graceful_timeout`` and gRPC's ``server.stop(grace)`` get
    the drain time, while the gRPC and metrics servers stop in parallel with the REST workers;
 3. runs each worker's ``on_stop`` callbacks as it exits (the model's forwarding buffer goes to its
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # requests in flight had their time; the rest is the drain.
 STOP_RESERVE_S = 1.0
 POLL_S = 0.05
+BACKLOG_DRAIN_S = 1.0  # at most this long taking connections from the listen backlog before closing
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -312,10 +314,11 @@ def _gunicorn_config(original: Callable[[Any], None], drain: float, tree: _Tree)
             _close_listeners_when_draining(worker)
 
         def worker_done(arbiter: Any, worker: Any) -> None:  # in the worker, once it served its last request
-            _close_listeners(worker)  # the sync worker's
+            leaving = sys.exc_info()[1]  # gunicorn calls this hook while the worker's SystemExit propagates
+            if worker.booted and isinstance(leaving, SystemExit) and not leaving.code:  # a clean stop
+                _accept_then_close(worker)  # the sync worker's listening sockets
             worker_exit(arbiter, worker)
             run_stop_callbacks()
-            leaving = sys.exc_info()[1]  # gunicorn calls this hook while the worker's SystemExit propagates
             if isinstance(leaving, SystemExit):
                 exit_now(leaving.code)
 
@@ -327,12 +330,12 @@ def _gunicorn_config(original: Callable[[Any], None], drain: float, tree: _Tree)
 
 
 def _close_listeners_when_draining(worker: Any) -> None:
-    """Make a threaded worker close its listening sockets when it stops accepting on SIGTERM.
+    """Make a threaded worker close its listening sockets as soon as it stops accepting on SIGTERM.
 
     Gunicorn's gthread worker only stops polling them and keeps them open while it drains: connections
     keep landing in the kernel's backlog, unanswered, and are reset when the worker exits. Closed (the
     arbiter has closed its copy already) the port refuses them at once. The sync worker serves the
-    request in hand and leaves its loop: ``worker_exit`` closes its copy.
+    request in hand and leaves its loop: ``worker_exit`` closes its sockets.
     """
     enable = getattr(worker, "set_accept_enabled", None)
     if enable is None:
@@ -342,13 +345,32 @@ def _close_listeners_when_draining(worker: Any) -> None:
     def set_accept_enabled(enabled: bool) -> None:
         enable(enabled)
         if not enabled and not worker.alive:
-            _close_listeners(worker)
+            _accept_then_close(worker)
 
     worker.set_accept_enabled = set_accept_enabled
 
 
-def _close_listeners(worker: Any) -> None:
+def _accept_then_close(worker: Any) -> None:
+    """Take the connections already in the listen backlog, then close the listening sockets.
+
+    The kernel completed those connections' handshakes and their clients have sent a request: closing
+    the socket would reset them. Taken first (gthread queues them for its threads, sync serves them at
+    once), only connections arriving in the microseconds between the last ``accept`` and ``close`` are
+    left to a reset; after the close the port refuses new ones.
+    """
+    deadline = time.monotonic() + BACKLOG_DRAIN_S
     for listener in worker.sockets:
+        if listener.sock is None:  # closed already
+            continue
+        listener.setblocking(False)
+        while time.monotonic() < deadline:
+            queued = getattr(worker, "nr_conns", None)
+            try:
+                worker.accept(listener)
+            except OSError:  # the sync worker's accept raises EAGAIN: the backlog is empty
+                break
+            if queued is not None and worker.nr_conns == queued:  # gthread's accept swallows EAGAIN
+                break
         listener.close()  # gunicorn's socket wrapper: closing twice is a no-op
 
 

@@ -58,6 +58,7 @@ class Forwarder:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._sending: list[tuple[str, str]] = []  # the batch the sender is posting right now
         self._backoff = 0.0
         self._next_attempt = 0.0
         self._depth_checked = 0.0
@@ -85,13 +86,21 @@ class Forwarder:
         self._thread = threading.Thread(target=self._run, name="glassbox-forwarder", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the sender; whatever is still buffered goes to the outbox for the next start."""
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop the sender after it has posted the buffer; what it could not post goes to the outbox.
+
+        The sender gets ``timeout`` seconds (a pod's shutdown grace is short); a batch it is still
+        posting then is spilled too (the queue's intake is idempotent by record id), so a queue that
+        hangs cannot hold the rows until the process is killed. The outbox is the fallback, not the
+        first choice: without a persistent volume it does not outlive the pod.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._spill(list(self._sending))
         leftover = self._take_all()
         if leftover:
             self._spill([r for item in leftover for r in self.build(item)])
@@ -101,8 +110,10 @@ class Forwarder:
     def _run(self) -> None:
         session = requests.Session()
         session.headers.update({"X-API-Key": self.settings.queue_api_key, "Content-Type": "application/json"})
-        while not self._stopping:
+        while True:
             items = self._take_batch()
+            if not items and self._stopping:  # stopping, and every buffered row taken
+                return
             try:
                 records = [r for item in items for r in self.build(item)]
             except Exception:  # a formatting bug must not stop forwarding; never lose rows silently
@@ -114,7 +125,11 @@ class Forwarder:
                 if records and self._in_backoff():
                     self._spill(records)  # the queue failed a moment ago: don't wait on it again
                 elif records:
+                    self._sending = records
                     self._post(session, records)
+                    self._sending = []
+                if self._stopping:  # the outbox waits for the next start
+                    continue
                 if not self._in_backoff() and self.stats.outbox_depth > 0:
                     self._drain(session)
                 if time.monotonic() - self._depth_checked > DEPTH_REFRESH_SECONDS:

@@ -7,12 +7,15 @@ runs here, so this small ASGI reverse proxy does both jobs: it answers the same 
 calls (``gateway="ambassador"``) and exports the orchestrator's request histogram under the same
 name and labels, so one dashboard serves the chart and the local stack.
 
-Run with ``uvicorn --factory glassbox.stack.gateway:create_app``; configured by
-``GLASSBOX_STACK_GATEWAY_*`` variables (:class:`GatewaySettings`).
+Run with ``uvicorn --factory glassbox.stack.gateway:create_app --timeout-graceful-shutdown 3``;
+configured by ``GLASSBOX_STACK_GATEWAY_*`` variables (:class:`GatewaySettings`). On SIGTERM uvicorn
+closes the port at once and waits for the requests in flight; past its graceful-shutdown timeout it
+cancels them, and the gateway answers those 503 instead of dropping the connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -154,6 +157,12 @@ class Gateway:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(
                 f"{route.deployment_name} is unreachable at {route.upstream}: {exc}"
+            ) from exc
+        except asyncio.CancelledError as exc:
+            # Only uvicorn cancels a request: its graceful-shutdown timeout ran out. The connection is
+            # still open, so say why rather than close it without an answer.
+            raise UpstreamUnavailable(
+                f"the gateway is shutting down and {route.deployment_name} had not answered yet; retry"
             ) from exc
         passed = {
             k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP | {"content-encoding"}

@@ -1,7 +1,10 @@
 """Start, watch and stop local processes: the pieces the local stack, the tests and the benchmarks share.
 
-Every process listens on loopback only, logs to a file, and runs in its own process group so that
-stopping it also stops the gunicorn workers it forked.
+Every process listens on loopback only, logs to a file, and runs in its own process group. Stopping
+works as in a Kubernetes pod: SIGTERM to the main process only, which stops what it started (Seldon's
+microservice: its whole tree, ``glassbox.seldon.lifecycle``; uvicorn: its workers), and after a grace
+SIGKILL to whatever is left of the group. SIGTERM to the whole group at once would also stop the
+helpers the workers still need while they drain (Seldon's metrics ``Manager``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from pathlib import Path
 import requests
 
 LOOPBACK = "127.0.0.1"
+# Every local server is gone within this after SIGTERM, having given requests in flight a second less
+# to finish (the components' own settings default to the same); ManagedProcess.stop waits longer.
+SHUTDOWN_GRACE_SECONDS = 4
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -113,16 +119,21 @@ class ManagedProcess:
             return False
 
     def stop(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
-        if not self.popen or self.popen.poll() is not None:
+        """``sig`` to the main process (SIGKILL: to the whole group), at most ``grace`` seconds for it to
+        exit, then SIGKILL to anything left in its process group (orphans, or all of it on a timeout)."""
+        if not self.popen:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+                if sig == signal.SIGKILL:
+                    os.killpg(self.popen.pid, sig)
+                else:
+                    self.popen.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(grace)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)  # the group outlives its leader while members live
+        self.popen.wait(5)
 
     def kill(self) -> None:
         """SIGKILL the whole group at once, as a crash would."""
@@ -197,11 +208,21 @@ def stop_process_group(pgid: int, grace: float = 10.0) -> bool:
     """SIGTERM a process group another process started, SIGKILL what is left after ``grace`` seconds.
 
     For processes this interpreter did not start (``glassbox down`` reading pids from a state
-    file). Returns True when nothing of the group is left.
+    file). SIGTERM goes to the group's leader (the process that was started), which stops its own
+    children; once it is gone, whatever is left of the group gets SIGTERM too. Returns True when
+    nothing of the group is left.
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
+    members = process_group_members(pgid)
+    with contextlib.suppress(ProcessLookupError):
+        if pgid in members:  # (a pid, once its process is gone, may belong to anyone)
+            os.kill(pgid, signal.SIGTERM)
+    while pgid in members and time.monotonic() < deadline:
+        time.sleep(0.1)
+        members = process_group_members(pgid)
+    if members:  # orphans the leader left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
     while process_group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if process_group_members(pgid):

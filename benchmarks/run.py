@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-PARTS = ("fastpath", "serving", "explain", "annotation", "deploy")
+PARTS = ("fastpath", "serving", "explain", "annotation", "feedback", "deploy", "footprint")
 
 
 def main(argv: list[str]) -> int:

@@ -528,3 +528,58 @@ def queue_service(tmp_path) -> Iterator[QueueService]:
     service.workdir.mkdir()
     yield service
     service.stop()
+
+
+# --- a PostgreSQL server of a test's own, which it may stop and restart -----------------
+
+
+class PrivatePostgres:
+    """Debian's ``initdb``/``pg_ctl`` on a free loopback port in a temporary directory, never the
+    shared server. As root the tools run as the ``postgres`` user, who owns the directory."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        from glassbox.stack.process import free_port
+
+        tools = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        require(tools, "PostgreSQL server tools (/usr/lib/postgresql/*/bin; apt-get install postgresql)")
+        self._bin = tools[-1].parent
+        self.root = Path(tempfile.mkdtemp(prefix="glassbox-pg-"))
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._pg("initdb", "-D", "data", "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+
+    def _pg(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        argv = [*self._as, str(self._bin / tool), *args]
+        done = subprocess.run(argv, cwd=self.root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{tool} failed: {done.stdout}{done.stderr}"
+
+    def start(self) -> PrivatePostgres:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg("pg_ctl", "-D", "data", "-l", "server.log", "-o", options, "-w", "-t", "60", "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` disconnects every client and shuts down cleanly; ``immediate`` is a crash."""
+        self._pg("pg_ctl", "-D", "data", "-m", mode, "-w", "-t", "60", "stop")
+
+    def close(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started ``PrivatePostgres`` (DSN in ``.dsn``); the test may ``stop()`` and ``start()`` it."""
+    server = PrivatePostgres()
+    try:
+        yield server.start()
+    finally:
+        server.close()

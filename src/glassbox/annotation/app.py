@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from glassbox.annotation.export import ExportStats
@@ -82,6 +82,11 @@ async def health(request: Request) -> Response:
     service: QueueService = request.app.state.service
     version = await run_in_threadpool(service.store.schema_version)
     return JSONResponse({"status": "ok", "schema_version": version, "database": service.store.dialect})
+
+
+async def root(request: Request) -> Response:
+    """``/`` is where people land (the URL ``glassbox up`` prints, a port-forward): the review page."""
+    return RedirectResponse("/review", status_code=303)
 
 
 async def metrics(request: Request) -> Response:
@@ -147,7 +152,13 @@ def create_app(settings: QueueSettings | None = None, service: QueueService | No
         finally:
             service.stop()
 
-    routes = [Route("/health", health), Route("/metrics", metrics), *api_routes(), *review_routes()]
+    routes = [
+        Route("/", root),
+        Route("/health", health),
+        Route("/metrics", metrics),
+        *api_routes(),
+        *review_routes(),
+    ]
     secret = settings.session_secret or secrets.token_urlsafe(32)
     app = Starlette(
         routes=routes,

@@ -17,10 +17,12 @@ from glassbox.annotation.explanations import fetch_explanation
 from glassbox.annotation.export import ExportStats, export_lines
 from glassbox.annotation.feedback import FeedbackSender, Sweeper
 from glassbox.annotation.metrics import QueueMetrics
-from glassbox.annotation.records import SOURCES, STATUSES, validate_bulk
+from glassbox.annotation.records import validate_bulk
 from glassbox.annotation.settings import QueueSettings
 from glassbox.annotation.store import Store, open_store
-from glassbox.errors import GlassboxError, InvalidInput
+from glassbox.annotation.store.base import FEEDBACK_STATES
+from glassbox.contract.records import SOURCES, STATUSES
+from glassbox.errors import Conflict, GlassboxError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,24 @@ LIVE_SETTINGS = ("min_submitted",)
 class QueueService:
     def __init__(self, settings: QueueSettings, store: Store | None = None):
         self.settings = settings
-        self.store = store or open_store(settings.database_url, settings.database_schema)
+        self.store = store or open_store(
+            settings.database_url,
+            settings.database_schema,
+            pool_size=settings.database_pool_size,
+            timeout=settings.database_timeout,
+        )
         self.metrics = QueueMetrics(self.store)
         self.feedback = FeedbackSender(
             self.store,
             settings.feedback_url,
-            settings.feedback_retries,
-            on_sent=lambda reward: self.metrics.feedback_sent.labels(str(reward)).inc(),
+            max_attempts=settings.feedback_max_attempts,
+            backoff=settings.feedback_backoff_seconds,
+            backoff_max=settings.feedback_backoff_max_seconds,
+            timeout=settings.feedback_timeout,
+            lease=settings.feedback_lease_seconds,
+            batch=settings.feedback_batch,
+            concurrency=settings.feedback_concurrency,
+            on_outcome=self._count_feedback,
         )
         self._sweeper = Sweeper(self._sweep, settings.feedback_sweep_seconds)
         self.bootstrap_owner()
@@ -47,8 +60,14 @@ class QueueService:
         self._sweeper.start()
 
     def stop(self) -> None:
+        self.feedback.stop()  # hands back claimed rows it will not send, for the other replicas
         self._sweeper.stop()
         self.store.close()
+
+    def _count_feedback(self, outcome: str, reward: int) -> None:
+        self.metrics.feedback_attempts.labels(outcome).inc()
+        if outcome == "sent":
+            self.metrics.feedback_sent.labels(str(reward)).inc()
 
     def _sweep(self) -> None:
         self.feedback.send_due()
@@ -58,7 +77,11 @@ class QueueService:
     def bootstrap_owner(self) -> None:
         """Create the first owner from ``GLASSBOX_QUEUE_OWNER_API_KEY`` if there is no owner yet."""
         if self.settings.owner_api_key and self.store.count_role("owner") == 0:
-            self.store.create_user(self.settings.owner_name, "owner", hash_key(self.settings.owner_api_key))
+            try:
+                key_hash = hash_key(self.settings.owner_api_key)
+                self.store.create_user(self.settings.owner_name, "owner", key_hash)
+            except Conflict:  # another worker or replica starting at the same time made it
+                return
             log.info("created owner %r from GLASSBOX_QUEUE_OWNER_API_KEY", self.settings.owner_name)
 
     def authenticate(self, key: str | None) -> Principal:
@@ -86,7 +109,7 @@ class QueueService:
     def list_records(self, who: Principal, query: dict[str, str]) -> dict[str, Any]:
         who.require("annotator")
         known = {"status", "source", "model_version", "predicted_label", "certainty_min", "certainty_max"}
-        known |= {"sort", "limit", "offset"}
+        known |= {"sort", "limit", "offset", "feedback_state"}
         unknown = set(query) - known
         if unknown:
             raise InvalidInput(f"unknown filter(s) {sorted(unknown)}; use {sorted(known)}")
@@ -94,11 +117,14 @@ class QueueService:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
         if query.get("source") not in (None, *SOURCES):
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}")
+        if query.get("feedback_state") not in (None, *FEEDBACK_STATES):
+            raise InvalidInput(f"feedback_state must be one of {', '.join(FEEDBACK_STATES)}")
         records, total = self.store.list_records(
             status=query.get("status"),
             source=query.get("source"),
             model_version=query.get("model_version"),
             predicted_label=query.get("predicted_label"),
+            feedback_state=query.get("feedback_state"),
             certainty_min=_number(query, "certainty_min", float, 0, 1),
             certainty_max=_number(query, "certainty_max", float, 0, 1),
             sort=query.get("sort", "least_certain"),
@@ -186,22 +212,24 @@ class QueueService:
         who.require("owner")
         return self.store.list_users()
 
-    def create_user(self, who: Principal | None, body: Any) -> dict[str, Any]:
-        """A new user and their key (shown once: only its hash is kept). ``who=None``: local CLI."""
-        if who is not None:
-            who.require("owner")
+    def create_user(self, who: Principal, body: Any) -> dict[str, Any]:
+        """A new user and their key (shown once: only its hash is kept). The first owner is made
+        without a service: ``glassbox queue create-owner`` or ``GLASSBOX_QUEUE_OWNER_API_KEY``."""
+        who.require("owner")
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"].strip():
             raise InvalidInput('body must be {"name": "...", "role": "owner" | "admin" | "annotator"}')
+        name = body["name"].strip()
+        if "/" in name or len(name) > 200:  # the name is a path segment of DELETE /users/{name}
+            raise InvalidInput("a user name has at most 200 characters and no '/'")
         role = check_role(body.get("role", "annotator"))
         key = new_key()
-        self.store.create_user(body["name"].strip(), role, hash_key(key))
-        return {"name": body["name"].strip(), "role": role, "api_key": key}
+        self.store.create_user(name, role, hash_key(key))
+        return {"name": name, "role": role, "api_key": key}
 
-    def delete_user(self, who: Principal | None, name: str) -> None:
-        if who is not None:
-            who.require("owner")
-            if name == who.name:
-                raise InvalidInput("an owner cannot delete themself")
+    def delete_user(self, who: Principal, name: str) -> None:
+        who.require("owner")
+        if name == who.name:
+            raise InvalidInput("an owner cannot delete themself")
         self.store.delete_user(name)
 
     # -- agreement and export -----------------------------------------------------------------

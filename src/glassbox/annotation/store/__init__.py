@@ -8,8 +8,13 @@ from glassbox.errors import ConfigError
 Store = SqlStore
 
 
-def open_store(url: str, schema: str = "", pool_size: int = 4, migrate: bool = True) -> SqlStore:
-    """A store for ``sqlite:///path`` or ``postgresql://...``, migrated to the newest schema."""
+def open_store(
+    url: str, schema: str = "", pool_size: int = 4, migrate: bool = True, timeout: float = 5.0
+) -> SqlStore:
+    """A store for ``sqlite:///path`` or ``postgresql://...``, migrated to the newest schema.
+
+    ``timeout``: PostgreSQL only, seconds a request waits for a connection before it answers 503.
+    """
     if url.startswith("sqlite:///"):
         from glassbox.annotation.store.sqlite import SQLiteStore
 
@@ -17,11 +22,15 @@ def open_store(url: str, schema: str = "", pool_size: int = 4, migrate: bool = T
     elif url.startswith(("postgresql://", "postgres://")):
         from glassbox.annotation.store.postgres import PostgresStore
 
-        store = PostgresStore(url, schema, pool_size)
+        store = PostgresStore(url, schema, pool_size, timeout)
     else:
         raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///<path> or postgresql://...")
     if migrate:
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
     return store
 
 

@@ -1,19 +1,21 @@
 """The store interface, written once in the SQL that SQLite and PostgreSQL share.
 
-The two implementations (``sqlite.py``, ``postgres.py``) only say how to connect, how to open a
-write transaction and how to lock a row; every query lives here, so the two cannot drift apart.
-Queries use ``?`` placeholders; the PostgreSQL store rewrites them to ``%s``.
+The two implementations (``sqlite.py``, ``postgres.py``) only say how to hand out a connection inside
+a transaction and how to lock rows; every query lives here, so the two cannot drift apart.
+
+Placeholders are ``$1, $2, ...`` everywhere. PostgreSQL reads them natively (the store uses psycopg's
+``RawCursor``, which sends the statement as written); SQLite reads ``$1`` as the parameter named "1",
+bound from ``{"1": value}``. No statement text is ever rewritten, so a literal ``?`` or ``%`` in a
+statement or a value is safe.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from glassbox.annotation.consensus import decide
@@ -26,7 +28,7 @@ INSERT_COLUMNS = (
     "id", "source", "status", "model_name", "model_version", "predicted_label", "max_probability",
     "loss", "request_id", "timestamp", "payload", "explanation", "created_at",
 )  # fmt: skip
-# Rows per INSERT statement: well under both servers' bound-parameter limits.
+# Rows per INSERT statement: 13,000 parameters, under both servers' bound-parameter limits.
 INSERT_CHUNK = 1000
 
 SORTS = {
@@ -34,60 +36,26 @@ SORTS = {
     "highest_loss": "(loss IS NULL) ASC, loss DESC, id ASC",
     "newest": "created_at DESC, id ASC",
 }
+FEEDBACK_STATES = ("pending", "sent", "dead")
 
 
-class _Pool:
-    """A few connections shared by the server's worker threads (DB-API connections are not thread-safe)."""
+class Params(list):
+    """The values bound to one statement; calling it with a value appends it and returns its ``$n``."""
 
-    def __init__(self, connect: Callable[[], Any], size: int):
-        self._connect = connect
-        self._size = size
-        self._created = 0
-        self._idle: queue.LifoQueue = queue.LifoQueue()
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                create = self._created < self._size
-                self._created += create
-            try:
-                conn = self._connect() if create else self._idle.get()
-            except BaseException:
-                with self._lock:
-                    self._created -= create
-                raise
-        try:
-            yield conn
-        except BaseException:
-            if getattr(conn, "closed", False):  # a broken connection is dropped, not reused
-                with self._lock:
-                    self._created -= 1
-                raise
-            self._idle.put(conn)
-            raise
-        self._idle.put(conn)
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+    def __call__(self, value: Any) -> str:
+        self.append(value)
+        return f"${len(self)}"
 
 
-class _Cursor:
-    """A DB-API cursor that takes ``?`` placeholders and returns rows as dicts."""
+class Cursor:
+    """A DB-API cursor taking ``$n`` placeholders and returning rows as dicts."""
 
-    def __init__(self, cursor: Any, rewrite: Callable[[str], str]):
+    def __init__(self, cursor: Any, bind: Callable[[Sequence[Any]], Any]):
         self._cursor = cursor
-        self._rewrite = rewrite
+        self._bind = bind
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        self._cursor.execute(self._rewrite(sql), tuple(params))
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._cursor.execute(sql, self._bind(params))
         return self
 
     def fetchall(self) -> list[dict[str, Any]]:
@@ -117,7 +85,7 @@ def record_row(record: RecordIn, now: float) -> tuple:
 
 
 def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored record as the API shows it: the intake's fields plus its review state."""
+    """A stored record as the API shows it: the intake's fields plus its review and feedback state."""
     payload = json.loads(row["payload"])
     return {
         "id": row["id"],
@@ -133,8 +101,10 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "final_label": row["final_label"],
         "created_at": row["created_at"],
         "completed_at": row["completed_at"],
+        "feedback_state": row["feedback_state"],
         "feedback_sent_at": row["feedback_sent_at"],
         "feedback_attempts": row["feedback_attempts"],
+        "feedback_next_attempt_at": row["feedback_next_attempt_at"],
         "feedback_error": row["feedback_error"],
     }
 
@@ -143,54 +113,34 @@ class SqlStore(ABC):
     """Records, responses, users and settings in one SQL database."""
 
     dialect: str = ""
-
-    def __init__(self, pool_size: int = 4):
-        self._pool = _Pool(self._connect, pool_size)
-
-    # -- what each database does differently -------------------------------------------------
-    @abstractmethod
-    def _connect(self) -> Any: ...
-
-    @abstractmethod
-    def _begin(self, conn: Any, write: bool) -> None: ...
-
-    @abstractmethod
-    def _commit(self, conn: Any) -> None: ...
-
-    @abstractmethod
-    def _rollback(self, conn: Any) -> None: ...
-
-    def _rewrite(self, sql: str) -> str:
-        return sql
-
     # Appended to a SELECT that reads a row about to be changed (PostgreSQL); SQLite's write
     # transaction already holds the database lock.
     lock_row: str = ""
+    # Appended to the SELECT that claims feedback rows: PostgreSQL's concurrent claimers skip each
+    # other's rows instead of waiting; SQLite has one writer at a time (BEGIN IMMEDIATE), same effect.
+    skip_locked: str = ""
 
-    def _lock_migrations(self, cur: _Cursor) -> None:  # noqa: B027 - SQLite: BEGIN IMMEDIATE is the lock
-        """Serialise concurrent migrators (several workers starting at once)."""
+    # -- what each database does differently -------------------------------------------------
+    @abstractmethod
+    def transaction(self, write: bool = False) -> AbstractContextManager[Cursor]:
+        """A cursor inside one transaction, committed on success and rolled back on any error.
 
-    # -- plumbing --------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self, write: bool = False) -> Iterator[_Cursor]:
-        with self._pool.connection() as conn:
-            self._begin(conn, write)
-            try:
-                yield _Cursor(conn.cursor(), self._rewrite)
-            except BaseException:
-                self._rollback(conn)
-                raise
-            self._commit(conn)
+        ``write``: SQLite takes the write lock up front. A database that cannot be reached raises
+        ``UpstreamUnavailable`` (HTTP 503), never a driver error.
+        """
 
-    def close(self) -> None:
-        self._pool.close()
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _before_migrations(self, cur: Cursor) -> None:  # noqa: B027 - SQLite: BEGIN IMMEDIATE is the lock
+        """Serialise concurrent migrators (several workers starting at once) and prepare the schema."""
 
     # -- schema ----------------------------------------------------------------------------
     def migrate(self) -> list[int]:
         """Apply the migrations not yet recorded; returns the versions applied now."""
         applied_now = []
         with self.transaction(write=True) as cur:
-            self._lock_migrations(cur)
+            self._before_migrations(cur)
             cur.execute(MIGRATION_TABLE)
             done = {row["version"] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()}
             for migration in MIGRATIONS:
@@ -199,7 +149,7 @@ class SqlStore(ABC):
                 for statement in migration.statements:
                     cur.execute(statement)
                 cur.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                     (migration.version, migration.name, time.time()),
                 )
                 applied_now.append(migration.version)
@@ -216,26 +166,28 @@ class SqlStore(ABC):
         now = time.time()
         rows = [record_row(r, now) for r in records]
         created: set[str] = set()
-        placeholders = "(" + ", ".join("?" * len(INSERT_COLUMNS)) + ")"
         with self.transaction(write=True) as cur:
             for start in range(0, len(rows), INSERT_CHUNK):
-                chunk = rows[start : start + INSERT_CHUNK]
-                sql = (
-                    f"INSERT INTO records ({', '.join(INSERT_COLUMNS)}) VALUES "
-                    f"{', '.join([placeholders] * len(chunk))} ON CONFLICT (id) DO NOTHING RETURNING id"
+                params = Params()
+                values = ", ".join(
+                    "(" + ", ".join(params(value) for value in row) + ")"
+                    for row in rows[start : start + INSERT_CHUNK]
                 )
-                flat = [value for row in chunk for value in row]
-                created.update(row["id"] for row in cur.execute(sql, flat).fetchall())
+                sql = (
+                    f"INSERT INTO records ({', '.join(INSERT_COLUMNS)}) VALUES {values} "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id"
+                )
+                created.update(row["id"] for row in cur.execute(sql, params).fetchall())
         return created
 
     # -- reading ---------------------------------------------------------------------------
     def get_record(self, record_id: str) -> dict[str, Any]:
         with self.transaction() as cur:
-            row = cur.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchone()
+            row = cur.execute("SELECT * FROM records WHERE id = $1", (record_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no record with id {record_id!r}")
             responses = cur.execute(
-                "SELECT user_name, kind, label, note, created_at FROM responses WHERE record_id = ? "
+                "SELECT user_name, kind, label, note, created_at FROM responses WHERE record_id = $1 "
                 "ORDER BY created_at",
                 (record_id,),
             ).fetchall()
@@ -248,6 +200,7 @@ class SqlStore(ABC):
         source: str | None = None,
         model_version: str | None = None,
         predicted_label: str | None = None,
+        feedback_state: str | None = None,
         certainty_min: float | None = None,
         certainty_max: float | None = None,
         sort: str = "least_certain",
@@ -257,28 +210,27 @@ class SqlStore(ABC):
         """A page of records matching every given filter, and how many match in all."""
         if sort not in SORTS:
             raise InvalidInput(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
-        where, params = [], []
+        where, params = [], Params()
         for column, value in (
             ("status", status),
             ("source", source),
             ("model_version", model_version),
             ("predicted_label", predicted_label),
+            ("feedback_state", feedback_state),
         ):
             if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+                where.append(f"{column} = {params(value)}")
         if certainty_min is not None:
-            where.append("max_probability >= ?")
-            params.append(certainty_min)
+            where.append(f"max_probability >= {params(certainty_min)}")
         if certainty_max is not None:
-            where.append("max_probability <= ?")
-            params.append(certainty_max)
+            where.append(f"max_probability <= {params(certainty_max)}")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self.transaction() as cur:
             total = cur.execute(f"SELECT COUNT(*) AS n FROM records {clause}", params).fetchone()["n"]
+            page = Params(params)
+            window = f"LIMIT {page(limit)} OFFSET {page(offset)}"
             rows = cur.execute(
-                f"SELECT * FROM records {clause} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+                f"SELECT * FROM records {clause} ORDER BY {SORTS[sort]} {window}", page
             ).fetchall()
         return [record_from_row(row) for row in rows], int(total)
 
@@ -286,7 +238,7 @@ class SqlStore(ABC):
         """The least certain pending record this user has not answered, and how many such remain."""
         unanswered = (
             "FROM records WHERE status = 'pending' AND NOT EXISTS "
-            "(SELECT 1 FROM responses WHERE responses.record_id = records.id AND responses.user_name = ?)"
+            "(SELECT 1 FROM responses WHERE responses.record_id = records.id AND responses.user_name = $1)"
         )
         with self.transaction() as cur:
             left = cur.execute(f"SELECT COUNT(*) AS n {unanswered}", (user_name,)).fetchone()["n"]
@@ -316,7 +268,7 @@ class SqlStore(ABC):
     def set_explanation(self, record_id: str, explanation: dict[str, Any]) -> None:
         with self.transaction(write=True) as cur:
             cur.execute(
-                "UPDATE records SET explanation = ? WHERE id = ? AND explanation IS NULL",
+                "UPDATE records SET explanation = $1 WHERE id = $2 AND explanation IS NULL",
                 (json.dumps(explanation), record_id),
             )
 
@@ -332,11 +284,13 @@ class SqlStore(ABC):
     ) -> dict[str, Any]:
         """Store a user's answer (replacing their earlier one) and complete the record if it is settled.
 
+        A prediction record that completes owes the model its feedback: it enters the feedback outbox
+        (``feedback_state = 'pending'``) in the same transaction, so no completion can miss it.
         Returns ``{"status", "final_label", "completed": bool, "time_to_label": seconds | None}``.
         """
         now = time.time()
         with self.transaction(write=True) as cur:
-            row = cur.execute(f"SELECT * FROM records WHERE id = ?{self.lock_row}", (record_id,)).fetchone()
+            row = cur.execute(f"SELECT * FROM records WHERE id = $1{self.lock_row}", (record_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no record with id {record_id!r}")
             if row["status"] != "pending":
@@ -346,21 +300,30 @@ class SqlStore(ABC):
                 raise InvalidInput(f"label {label!r} is not one of this record's classes {classes}")
             cur.execute(
                 "INSERT INTO responses (record_id, user_name, kind, label, note, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, user_name) DO UPDATE SET "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (record_id, user_name) DO UPDATE SET "
                 "kind = excluded.kind, label = excluded.label, note = excluded.note, "
                 "created_at = excluded.created_at",
                 (record_id, user_name, kind, label, note, now),
             )
             answers = cur.execute(
-                "SELECT kind, label FROM responses WHERE record_id = ?", (record_id,)
+                "SELECT kind, label FROM responses WHERE record_id = $1", (record_id,)
             ).fetchall()
             outcome = decide(answers, min_submitted)
             if outcome is None:
                 return {"status": "pending", "final_label": None, "completed": False, "time_to_label": None}
             status, final_label = outcome
+            owes = status == "completed" and row["source"] == "prediction" and row["feedback_state"] is None
             cur.execute(
-                "UPDATE records SET status = ?, final_label = ?, completed_at = ? WHERE id = ?",
-                (status, final_label, now, record_id),
+                "UPDATE records SET status = $1, final_label = $2, completed_at = $3, "
+                "feedback_state = $4, feedback_next_attempt_at = $5 WHERE id = $6",
+                (
+                    status,
+                    final_label,
+                    now,
+                    "pending" if owes else row["feedback_state"],
+                    now if owes else row["feedback_next_attempt_at"],
+                    record_id,
+                ),
             )
         return {
             "status": status,
@@ -370,20 +333,28 @@ class SqlStore(ABC):
         }
 
     def set_status(self, record_id: str, status: str) -> None:
-        """An admin's override: discard a record, or send it back to pending (keeping its responses)."""
+        """An admin's override: discard a record, or send it back to pending (keeping its responses).
+
+        Feedback not sent yet is no longer owed (the record has no settled label); sent or dead stays.
+        """
+        unowed = (
+            "feedback_state = CASE WHEN feedback_state = 'pending' THEN NULL ELSE feedback_state END, "
+            "feedback_next_attempt_at = CASE WHEN feedback_state = 'pending' THEN NULL "
+            "ELSE feedback_next_attempt_at END"
+        )
         with self.transaction(write=True) as cur:
-            found = cur.execute("SELECT id FROM records WHERE id = ?", (record_id,)).fetchone()
-            if found is None:
+            found = cur.execute(f"SELECT id FROM records WHERE id = $1{self.lock_row}", (record_id,))
+            if found.fetchone() is None:
                 raise NotFound(f"no record with id {record_id!r}")
             if status == "pending":
                 cur.execute(
-                    "UPDATE records SET status = 'pending', final_label = NULL, completed_at = NULL "
-                    "WHERE id = ?",
+                    "UPDATE records SET status = 'pending', final_label = NULL, completed_at = NULL, "
+                    f"{unowed} WHERE id = $1",
                     (record_id,),
                 )
             else:
                 cur.execute(
-                    "UPDATE records SET status = ?, completed_at = ? WHERE id = ?",
+                    f"UPDATE records SET status = $1, completed_at = $2, {unowed} WHERE id = $3",
                     (status, time.time(), record_id),
                 )
 
@@ -398,21 +369,23 @@ class SqlStore(ABC):
 
     def iter_reviewed(self, statuses: Sequence[str], page: int = 1000) -> Iterator[dict[str, Any]]:
         """Records in the given statuses with their responses, page by page (exports stay streaming)."""
-        marks = ", ".join("?" * len(statuses))
         last = ""
         while True:
             with self.transaction() as cur:
+                params = Params()
+                marks = ", ".join(params(s) for s in statuses)
                 rows = cur.execute(
-                    f"SELECT * FROM records WHERE status IN ({marks}) AND id > ? ORDER BY id LIMIT ?",
-                    [*statuses, last, page],
+                    f"SELECT * FROM records WHERE status IN ({marks}) AND id > {params(last)} "
+                    f"ORDER BY id LIMIT {params(page)}",
+                    params,
                 ).fetchall()
                 if not rows:
                     return
-                ids = [row["id"] for row in rows]
-                responses: dict[str, list] = {i: [] for i in ids}
+                ids = Params()
+                responses: dict[str, list] = {row["id"]: [] for row in rows}
                 for answer in cur.execute(
                     "SELECT record_id, user_name, kind, label, note FROM responses "
-                    f"WHERE record_id IN ({', '.join('?' * len(ids))}) ORDER BY created_at",
+                    f"WHERE record_id IN ({', '.join(ids(row['id']) for row in rows)}) ORDER BY created_at",
                     ids,
                 ).fetchall():
                     responses[answer.pop("record_id")].append(answer)
@@ -420,38 +393,98 @@ class SqlStore(ABC):
                 yield {**record_from_row(row), "responses": responses[row["id"]]}
             last = rows[-1]["id"]
 
-    # -- feedback --------------------------------------------------------------------------
-    def feedback_due(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Completed prediction records whose feedback has not reached the model yet."""
-        with self.transaction() as cur:
-            rows = cur.execute(
-                "SELECT * FROM records WHERE status = 'completed' AND source = 'prediction' "
-                "AND feedback_sent_at IS NULL ORDER BY completed_at LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [record_from_row(row) for row in rows]
+    # -- feedback outbox -------------------------------------------------------------------
+    # A prediction record that completes gets feedback_state 'pending' and is due at once. A sender
+    # claims due rows: one short transaction counts the attempt and moves feedback_next_attempt_at
+    # to the end of a lease, so no other sender (thread, worker, replica) takes them meanwhile; a
+    # sender that dies lets its lease run out and the rows come due again. The outcome ends the
+    # lease: 'sent', 'pending' with a back-off, or 'dead' with the error.
 
-    def mark_feedback(self, record_id: str, *, sent: bool, error: str = "") -> None:
+    def claim_feedback(self, limit: int, lease_seconds: float, max_attempts: int) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` due rows for ``lease_seconds``, oldest due first.
+
+        Rows whose every attempt was claimed without an outcome (their sender died each time) go
+        dead here instead of being claimed again.
+        """
+        now = time.time()
+        due = "feedback_state = 'pending' AND feedback_next_attempt_at <= $1"
         with self.transaction(write=True) as cur:
             cur.execute(
-                "UPDATE records SET feedback_attempts = feedback_attempts + 1, feedback_sent_at = ?, "
-                "feedback_error = ? WHERE id = ?",
-                (time.time() if sent else None, error or None, record_id),
+                "UPDATE records SET feedback_state = 'dead', feedback_error = COALESCE(feedback_error, "
+                "'claimed ' || feedback_attempts || ' times without an outcome (the sender stopped)') "
+                f"WHERE id IN (SELECT id FROM records WHERE {due} AND feedback_attempts >= $2"
+                f"{self.skip_locked})",
+                (now, max_attempts),
             )
+            rows = cur.execute(
+                "UPDATE records SET feedback_attempts = feedback_attempts + 1, feedback_next_attempt_at = $3 "
+                f"WHERE id IN (SELECT id FROM records WHERE {due} AND status = 'completed' "
+                f"ORDER BY feedback_next_attempt_at, id LIMIT $2{self.skip_locked}) RETURNING *",
+                (now, limit, now + lease_seconds),
+            ).fetchall()
+        rows.sort(key=lambda row: (row["completed_at"] or 0.0, row["id"]))
+        return [record_from_row(row) for row in rows]
+
+    def finish_feedback(
+        self, claimed: dict[str, Any], *, error: str | None = None, retry_at: float | None = None
+    ) -> str | None:
+        """End a claim: sent (no ``error``), due again at ``retry_at``, or dead (``error``, no ``retry_at``).
+
+        Returns the row's new state, or None if the claim was no longer this sender's (its lease ran
+        out and someone else claimed the row, or an admin reopened the record).
+        """
+        if error is None:
+            state, values = "sent", (time.time(), None, None)
+        else:
+            state, values = ("pending" if retry_at is not None else "dead"), (None, retry_at, error[:1000])
+        with self.transaction(write=True) as cur:
+            row = cur.execute(
+                "UPDATE records SET feedback_state = $1, feedback_sent_at = $2, "
+                "feedback_next_attempt_at = $3, feedback_error = $4 "
+                "WHERE id = $5 AND feedback_state = 'pending' AND feedback_next_attempt_at = $6 "
+                "RETURNING feedback_state",
+                (state, *values, claimed["id"], claimed["feedback_next_attempt_at"]),
+            ).fetchone()
+        return row["feedback_state"] if row else None
+
+    def release_feedback(self, claimed: Sequence[dict[str, Any]]) -> None:
+        """Hand back claimed rows that were not attempted (a stopping sender): due now, attempt uncounted."""
+        if not claimed:
+            return
+        with self.transaction(write=True) as cur:
+            for row in claimed:
+                cur.execute(
+                    "UPDATE records SET feedback_attempts = feedback_attempts - 1, "
+                    "feedback_next_attempt_at = $1 "
+                    "WHERE id = $2 AND feedback_state = 'pending' AND feedback_next_attempt_at = $3",
+                    (time.time(), row["id"], row["feedback_next_attempt_at"]),
+                )
+
+    def feedback_counts(self) -> dict[str, int]:
+        """Rows of the feedback outbox by state (every state present)."""
+        with self.transaction() as cur:
+            rows = cur.execute(
+                "SELECT feedback_state, COUNT(*) AS n FROM records WHERE feedback_state IS NOT NULL "
+                "GROUP BY feedback_state"
+            ).fetchall()
+        found = {row["feedback_state"]: int(row["n"]) for row in rows}
+        return {state: found.get(state, 0) for state in FEEDBACK_STATES}
 
     # -- users -----------------------------------------------------------------------------
     def create_user(self, name: str, role: str, key_hash: str) -> None:
+        """A new user; ``Conflict`` if the name (or key) exists, also when two processes race."""
         with self.transaction(write=True) as cur:
-            if cur.execute("SELECT name FROM users WHERE name = ?", (name,)).fetchone():
-                raise Conflict(f"user {name!r} already exists")
-            cur.execute(
-                "INSERT INTO users (name, role, key_hash, created_at) VALUES (?, ?, ?, ?)",
+            created = cur.execute(
+                "INSERT INTO users (name, role, key_hash, created_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT DO NOTHING RETURNING name",
                 (name, role, key_hash, time.time()),
-            )
+            ).fetchone()
+        if created is None:
+            raise Conflict(f"user {name!r} already exists")
 
     def user_by_key_hash(self, key_hash: str) -> dict[str, Any] | None:
         with self.transaction() as cur:
-            return cur.execute("SELECT name, role FROM users WHERE key_hash = ?", (key_hash,)).fetchone()
+            return cur.execute("SELECT name, role FROM users WHERE key_hash = $1", (key_hash,)).fetchone()
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.transaction() as cur:
@@ -459,13 +492,13 @@ class SqlStore(ABC):
 
     def delete_user(self, name: str) -> None:
         with self.transaction(write=True) as cur:
-            if not cur.execute("SELECT name FROM users WHERE name = ?", (name,)).fetchone():
+            if cur.execute("DELETE FROM users WHERE name = $1 RETURNING name", (name,)).fetchone() is None:
                 raise NotFound(f"no user {name!r}")
-            cur.execute("DELETE FROM users WHERE name = ?", (name,))
 
     def count_role(self, role: str) -> int:
         with self.transaction() as cur:
-            return int(cur.execute("SELECT COUNT(*) AS n FROM users WHERE role = ?", (role,)).fetchone()["n"])
+            row = cur.execute("SELECT COUNT(*) AS n FROM users WHERE role = $1", (role,)).fetchone()
+        return int(row["n"])
 
     # -- settings --------------------------------------------------------------------------
     def get_settings(self) -> dict[str, str]:
@@ -477,7 +510,7 @@ class SqlStore(ABC):
     def put_setting(self, key: str, value: str) -> None:
         with self.transaction(write=True) as cur:
             cur.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "INSERT INTO settings (key, value) VALUES ($1, $2) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )

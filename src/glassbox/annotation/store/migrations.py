@@ -69,6 +69,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "index for the feedback sweep",
         ("CREATE INDEX records_feedback ON records (status, source, feedback_sent_at)",),
     ),
+    Migration(
+        3,
+        "feedback outbox: state, next attempt (back-off and claim lease)",
+        (
+            "ALTER TABLE records ADD COLUMN feedback_state TEXT",
+            "ALTER TABLE records ADD COLUMN feedback_next_attempt_at DOUBLE PRECISION",
+            "UPDATE records SET feedback_state = 'sent' WHERE feedback_sent_at IS NOT NULL",
+            "UPDATE records SET feedback_state = 'pending', feedback_next_attempt_at = 0 "
+            "WHERE feedback_sent_at IS NULL AND status = 'completed' AND source = 'prediction'",
+            "DROP INDEX records_feedback",
+            # Only the due rows are indexed: the claim's scan never walks the sent ones.
+            "CREATE INDEX records_feedback_due ON records (feedback_next_attempt_at, id) "
+            "WHERE feedback_state = 'pending'",
+        ),
+    ),
 )
 
 MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

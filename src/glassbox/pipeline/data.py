@@ -147,4 +147,3 @@ def load_dataset(config: TrainingConfig) -> Dataset:
         class_names=class_names,
         data_sha256=hashlib.sha256(content).hexdigest(),
     )
-

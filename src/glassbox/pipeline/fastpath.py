@@ -85,7 +85,6 @@ class CompactFastPath(FastPath):
         return self.compact.predict_proba(as_rows(X, self.n_features))
 
 
-
 def as_rows(X: object, n_features: int) -> np.ndarray:
     """Validate and convert input to a C-contiguous float64 (n, n_features) array, or raise InvalidInput."""
     try:

@@ -66,8 +66,10 @@ bench: install ## Run the benchmarks; results in benchmarks/results (JSON + Mark
 soak: install ## Sustained load through the local gateway; results in benchmarks/results
 	$(BIN)/python -m benchmarks.soak
 
-chaos: install ## Stop the queue and the model under load; results in benchmarks/results
+chaos: install ## Faults under load (queue, model, PostgreSQL, a queue replica, an explainer); results in benchmarks/results
 	$(BIN)/python -m benchmarks.chaos
+	$(BIN)/python -m benchmarks.chaos_queue
+	$(BIN)/python -m benchmarks.chaos_explainer
 
 wheel: install ## Build the glassbox wheel (and copy the constraints) into the s2i build contexts
 	$(BIN)/pip wheel -q --no-deps -w dist .

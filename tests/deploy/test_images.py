@@ -8,6 +8,7 @@ commands and paths. deploy/kind/e2e.sh goes through shellcheck.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,55 @@ DOCKERFILES = {
 }
 
 
+# The extra each component's image installs: nothing else of the package's dependencies.
+EXTRAS = {"model": "model", "explainer": "explainer", "queue": "queue"}
+RUNTIME_USER = str(VALUES["podSecurityContext"]["runAsUser"])
+
+
 def instructions(path: Path, cmd: str) -> list[tuple[str, ...]]:
     return [c.value for c in dockerfile.parse_file(str(path)) if c.cmd.upper() == cmd]
+
+
+def environment(path: Path) -> dict[str, str]:
+    """The image's ENV, later instructions winning."""
+    pairs = (
+        pair for values in instructions(path, "ENV") for pair in zip(values[::2], values[1::2], strict=True)
+    )
+    return dict(pairs)
+
+
+def pip_installs(path: Path) -> tuple[list[str], list[str]]:
+    """(requirements, constraint files) of every ``pip install`` the Dockerfile runs, following ``-r``
+    files in the build context (paths as pip reads them: relative to the context)."""
+    requirements: list[str] = []
+    constraint_files: list[str] = []
+
+    def read(lines: list[str], base: Path) -> None:
+        for line in lines:
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            if words[0] in ("-r", "--requirement"):
+                read((base / words[1]).read_text().splitlines(), (base / words[1]).parent)
+            elif words[0] in ("-c", "--constraint"):
+                constraint_files.append(str((base / words[1]).relative_to(path.parent)))
+            elif not words[0].startswith("-"):
+                requirements.append(words[0])
+
+    for (command,) in instructions(path, "RUN"):
+        for part in command.split("&&"):
+            words = shlex.split(part)
+            if words[:2] != ["pip", "install"]:
+                continue
+            options = iter(words[2:])
+            for word in options:
+                if word in ("-r", "--requirement"):
+                    read([f"-r {next(options)}"], path.parent)
+                elif word in ("-c", "--constraint"):
+                    constraint_files.append(next(options))
+                elif not word.startswith("-"):
+                    requirements.append(word)
+    return requirements, constraint_files
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
@@ -41,13 +89,53 @@ def test_images_run_as_the_charts_non_root_user(name):
     assert users[-1][0].split(":")[0] == str(VALUES["podSecurityContext"]["runAsUser"])
 
 
+@pytest.mark.parametrize("name", sorted(EXTRAS))
+def test_images_install_only_their_components_extra_with_the_constraints(name):
+    path = DOCKERFILES[name]
+    requirements, constraint_files = pip_installs(path)
+    # Exactly one thing is installed: the glassbox wheel, by path, with this component's extra alone.
+    assert len(requirements) == 1, requirements
+    # (the queue's names it through the shell: "$(ls ./wheels/glassbox-*.whl)[queue]")
+    wheel = re.fullmatch(r"(.*glassbox-\S+\.whl\)?)\[([\w,-]+)\]", requirements[0])
+    assert wheel, f"{requirements[0]}: not the glassbox wheel with an extra"
+    assert wheel.group(2).split(",") == [EXTRAS[name]]
+    # ... pinned by the repository's constraints, copied into the build context.
+    assert len(constraint_files) == 1, constraint_files
+    copies = {
+        dest.rstrip("/").removeprefix("./"): source
+        for source, dest in (c[:2] for c in instructions(path, "COPY"))
+    }
+    constraint = constraint_files[0].removeprefix("./")
+    if name == "queue":  # built from the repository root
+        assert copies[constraint] == "requirements/constraints.txt"
+    else:  # s2i contexts: `make wheel` puts the constraints beside the wheel
+        assert constraint == "wheels/constraints.txt" and copies["wheels"] == "wheels/"
+        plan = subprocess.run(
+            ["make", "-n", "-o", "install", "wheel"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+        assert "cp dist/glassbox-*.whl requirements/constraints.txt $d/wheels/" in plan
+        assert str(path.parent.relative_to(REPO)) in plan
+
+
+@pytest.mark.parametrize("name", ["model", "explainer"])
+def test_numba_cache_dir_is_writable_by_the_runtime_user(name):
+    """numba's cached kernels fail at import when no directory is writable, and the non-root user
+    cannot write beside the installed package."""
+    path = DOCKERFILES[name]
+    cache = environment(path)["NUMBA_CACHE_DIR"]
+    assert cache.startswith("/") and "site-packages" not in cache
+    runs = [command for (command,) in instructions(path, "RUN")]
+    made = [c for c in runs if re.search(r"mkdir -p [^&]*(\$NUMBA_CACHE_DIR|" + re.escape(cache) + ")", c)]
+    assert made, f"{path.name} never creates {cache}"
+    assert re.search(rf"chown -R {RUNTIME_USER} [^&]*(\$NUMBA_CACHE_DIR|{re.escape(cache)})", made[-1])
+    assert instructions(path, "USER")[-1] == (RUNTIME_USER,)
+
+
 def test_queue_image_matches_the_chart():
     path = DOCKERFILES["queue"]
     assert instructions(path, "CMD")[-1] == tuple(VALUES["queue"]["command"])
     assert instructions(path, "EXPOSE")[-1] == (str(VALUES["queue"]["port"]),)
-    env = dict(
-        pair for values in instructions(path, "ENV") for pair in zip(values[::2], values[1::2], strict=True)
-    )
+    env = environment(path)
     assert env["GLASSBOX_QUEUE_PORT"] == str(VALUES["queue"]["port"])
     assert (
         env["GLASSBOX_QUEUE_DATABASE_URL"] == "sqlite:////var/lib/glassbox/queue/queue.db"
@@ -62,6 +150,14 @@ def test_queue_image_matches_the_chart():
 def test_seldon_images_expose_the_ports_seldon_expects(name):
     exposed = {port for values in instructions(DOCKERFILES[name], "EXPOSE") for port in values}
     assert {"9000", "6000"} <= exposed  # REST and metrics (the PodMonitor's `metrics` port)
+
+
+@pytest.mark.parametrize("name", ["model", "explainer"])
+def test_seldon_images_serve_rest_only_like_the_chart(name):
+    """Seldon's gRPC server would be one more process with its own copy of the model (or explainer)."""
+    template = (REPO / f"charts/glassbox/templates/{name}-seldondeployment.yaml").read_text()
+    assert re.search(r"^\s*transport: rest$", template, re.M)
+    assert environment(DOCKERFILES[name])["GRPC_WORKERS"] == "0"
 
 
 def test_baked_artifacts_land_where_the_chart_looks():

@@ -4,6 +4,8 @@ answering, and `down` leaving nothing behind. The stack starts once for the modu
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import psutil
 import pytest
@@ -11,6 +13,7 @@ import requests
 
 from glassbox.stack import demo
 from glassbox.stack.process import process_group_members
+from glassbox.stack.report import describe
 from glassbox.stack.review import QueueClient
 from glassbox.stack.settings import StackSettings
 from glassbox.stack.supervisor import Stack, read_state
@@ -149,6 +152,20 @@ def test_every_dashboard_query_returns_data_after_demo_traffic(stack):
         f"{c.query.panel} [{c.query.ref_id}]: {c.error or 'no data'}: {c.expr}" for c in checks if not c.ok
     ]
     assert not failing, "\n".join(failing)
+
+
+def test_every_url_printed_opens_a_page(stack):
+    """What `up` and `demo` print, and the links in the state file: every URL one can open (all but
+    the POST endpoints) answers 200 after redirects; the queue's lead to its review page."""
+    lines = [line for line in describe(stack).splitlines() if " POST " not in line]
+    printed = [url for line in lines for url in re.findall(r"https?://[^\s\"']+", line)]
+    links = [url for c in stack.components.values() for url in c.links.values() if url.startswith("http")]
+    assert len(printed) >= 7 and links, (printed, links)
+    for url in printed + links + [f"{stack.url('queue')}/"]:
+        answer = requests.get(url, timeout=30)
+        assert answer.status_code == 200, (url, answer.status_code, answer.text[:200])
+        if url.startswith(stack.url("queue")):
+            assert answer.url == f"{stack.url('queue')}/review" and 'name="api_key"' in answer.text
 
 
 def test_down_leaves_no_process_behind(stack):

@@ -76,7 +76,11 @@ class LoanExplainer:
             max_rows_per_call=settings.max_rows_per_call,
         )
         explainer = DeterministicExplainer(
-            bundle.load_explainer(), predictor, schema, list(manifest.class_names), manifest.artifact_sha256
+            bundle.load_explainer(bind=False),
+            predictor,
+            schema,
+            list(manifest.class_names),
+            manifest.artifact_sha256,
         )
         self.manifest = manifest
         cache, jobs = build_stores(settings, manifest.artifact_sha256)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dill
 import numpy as np
@@ -25,8 +25,9 @@ from pydantic import BaseModel, Field
 
 from glassbox.contract.labels import argmax_like_sklearn
 from glassbox.errors import ArtifactIntegrityError, Conflict, NotFound
-from glassbox.pipeline import fastpath
-from glassbox.pipeline.fastpath import FastPath, as_rows
+
+if TYPE_CHECKING:
+    from glassbox.pipeline.fastpath import FastPath
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
@@ -171,6 +172,10 @@ class Bundle:
 
     @cached_property
     def fast_path(self) -> FastPath:
+        # numba (and onnxruntime for other estimators) only once a prediction is asked for: the
+        # explainer, which asks the deployed model, and Seldon's parent process never import them.
+        from glassbox.pipeline import fastpath
+
         names = [n for n in fastpath.FILES if n in self.manifest.files]
         return fastpath.load({name: self.read_verified(name) for name in names}, self.n_features)
 
@@ -191,12 +196,20 @@ class Bundle:
 
     def sklearn_predict_proba(self, X: Any) -> np.ndarray:
         """The reference: the fitted sklearn pipeline."""
+        from glassbox.pipeline.fastpath import as_rows
+
         return self.pipeline.predict_proba(as_rows(X, self.n_features))
 
-    def load_explainer(self, predictor: Callable[[np.ndarray], np.ndarray] | None = None):
-        """The fitted AnchorTabular; its predictor is ``predictor`` or this bundle's fast-path ``predict``."""
+    def load_explainer(self, predictor: Callable[[np.ndarray], np.ndarray] | None = None, bind: bool = True):
+        """The fitted AnchorTabular; its predictor is ``predictor`` or this bundle's fast-path ``predict``.
+
+        ``bind=False`` returns it without a predictor, as it was saved: alibi's ``reset_predictor`` calls
+        the predictor once, which for the fast path means compiling the forest in a process (the
+        explainer component) that binds its own remote predictor anyway.
+        """
         explainer = dill.loads(self.read_verified(EXPLAINER))
-        explainer.reset_predictor(predictor or self.predict)
+        if bind:
+            explainer.reset_predictor(predictor or self.predict)
         return explainer
 
     def report(self) -> dict[str, Any]:

@@ -31,7 +31,8 @@ def test_feedback_payload_is_seldons_shape(queue_record) -> None:
     payload = feedback_payload(record)
     assert payload["request"]["data"]["names"][0] == "Age"
     assert payload["response"]["data"] == {"names": ["<=50K", ">50K"], "ndarray": [[0.51, 0.49]]}
-    assert payload["response"]["meta"] == {"puid": "req-1"}
+    # the record id rides along: the model records a repeated delivery once (contract FEEDBACK_ID_TAG)
+    assert payload["response"]["meta"] == {"puid": "req-1", "tags": {"glassbox-feedback-id": record["id"]}}
     assert payload["truth"]["data"]["ndarray"] == [[0.0, 1.0]]
     assert payload["reward"] == 0  # the model said <=50K
 

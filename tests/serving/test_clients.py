@@ -94,3 +94,32 @@ def test_feedback_with_truth_over_rest(model, bundle, rows):
     bad = {**body, "truth": {"data": {"ndarray": [[0, 1, 0]]}}}
     answer = requests.post(f"{model.url}/api/v1.0/feedback", json=bad, timeout=10)
     assert answer.status_code == 400 and "one-hot" in answer.json()["status"]["info"]
+
+
+def test_feedback_with_an_id_is_recorded_once(model, bundle, rows):
+    """The queue's outbox delivers at least once; a repeated feedback id is answered but not recorded
+    or counted again."""
+    import requests
+
+    from glassbox.contract.seldon import FEEDBACK_ID_TAG
+
+    classes = list(bundle.manifest.class_names)
+    request = {"data": {"names": list(bundle.manifest.feature_names), "ndarray": rows[2:4].tolist()}}
+    response = model.predict(request).json()
+    response["meta"]["tags"] = {FEEDBACK_ID_TAG: "record-42"}
+    body = {"request": request, "response": response, "reward": 1,
+            "truth": {"data": {"names": classes, "ndarray": [[1, 0], [0, 1]]}}}  # fmt: skip
+    before = model.metric_samples().get('glassbox_model_feedback_total{reward="1"}', 0.0)
+    recorded = []
+    for _ in range(3):
+        answer = requests.post(f"{model.url}/api/v1.0/feedback", json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        recorded.append(answer.json()["data"]["ndarray"][0])
+    assert recorded == [2, 0, 0]
+    with sqlite3.connect(model.outbox_dir / "feedback.sqlite3") as db:
+        stored = db.execute("SELECT COUNT(*) FROM feedback WHERE feedback_id = 'record-42'").fetchone()
+    assert stored == (2,)
+    assert model.metric_samples()['glassbox_model_feedback_total{reward="1"}'] == before + 2
+    body["response"]["meta"]["tags"] = {FEEDBACK_ID_TAG: 7}
+    answer = requests.post(f"{model.url}/api/v1.0/feedback", json=body, timeout=10)
+    assert answer.status_code == 400 and FEEDBACK_ID_TAG in answer.json()["status"]["info"]

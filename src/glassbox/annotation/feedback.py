@@ -26,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from glassbox.annotation.explanations import seldon_request
+from glassbox.contract.seldon import FEEDBACK_ID_TAG
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def feedback_payload(record: dict[str, Any]) -> dict[str, Any]:
         "request": seldon_request(record),
         "response": {
             "data": {"names": classes, "ndarray": [list(record["probabilities"].values())]},
-            "meta": {"puid": record["request_id"]},
+            "meta": {"puid": record["request_id"], "tags": {FEEDBACK_ID_TAG: record["id"]}},
         },
         "truth": {
             "data": {"names": classes, "ndarray": [[float(c == record["final_label"]) for c in classes]]}

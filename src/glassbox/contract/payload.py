@@ -47,18 +47,18 @@ def parse_request(payload: Any, schema: FeatureSchema, max_rows: int) -> np.ndar
     return X
 
 
-def request_meta(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The request's ``meta`` (``{}`` when absent), refusing shapes Seldon's own parser would choke on."""
+def request_meta(payload: Mapping[str, Any], where: str = "meta") -> dict[str, Any]:
+    """The message's ``meta`` (``{}`` when absent), refusing shapes Seldon's own parser would choke on."""
     meta = payload.get("meta")
     if meta is None:
         return {}
     if not isinstance(meta, Mapping):
-        raise RejectedInput("bad_payload", f"meta must be an object, got {type(meta).__name__}")
+        raise RejectedInput("bad_payload", f"{where} must be an object, got {type(meta).__name__}")
     tags, puid = meta.get("tags"), meta.get("puid")
     if tags is not None and not isinstance(tags, Mapping):
-        raise RejectedInput("bad_payload", f"meta.tags must be an object, got {type(tags).__name__}")
+        raise RejectedInput("bad_payload", f"{where}.tags must be an object, got {type(tags).__name__}")
     if puid is not None and not isinstance(puid, str):
-        raise RejectedInput("bad_payload", f"meta.puid must be a string, got {type(puid).__name__}")
+        raise RejectedInput("bad_payload", f"{where}.puid must be a string, got {type(puid).__name__}")
     return dict(meta)
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 TRAFFIC_HEADER = "X-Glassbox-Traffic"
 TRAFFIC_TAG = "glassbox-traffic"
 EXPLAINER_TRAFFIC = "explainer"
+# A feedback whose response carries this meta tag is recorded once per id: the queue's outbox delivers at
+# least once (a sender killed after the model answered sends again), the model keeps the first.
+FEEDBACK_ID_TAG = "glassbox-feedback-id"
 
 
 def seldon_error_body(message: str, code: int, reason: str = "MICROSERVICE_BAD_DATA") -> dict:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.labels import Certainty
-from glassbox.contract.payload import parse_request
+from glassbox.contract.payload import parse_request, request_meta
 from glassbox.contract.records import RecordBuilder, UncertainRows
 from glassbox.contract.schema import FeatureSchema, RejectedInput
+from glassbox.contract.seldon import FEEDBACK_ID_TAG
 from glassbox.serving.feedback import FeedbackLog
 from glassbox.serving.forwarder import Forwarder
 from glassbox.serving.metrics import ModelMetrics
@@ -107,16 +108,22 @@ class Dataplane:
         try:
             X = parse_request(request, self.schema, self.settings.max_rows)
             truths = self._truth_labels(truth, len(X))
+            meta = request_meta(request, "request.meta")
+            response_meta = request_meta(response, "response.meta") if isinstance(response, Mapping) else {}
+            feedback_id = (response_meta.get("tags") or {}).get(FEEDBACK_ID_TAG)
+            if feedback_id is not None and not isinstance(feedback_id, str):
+                raise RejectedInput("bad_payload", f"response.meta.tags.{FEEDBACK_ID_TAG} must be a string")
         except RejectedInput as exc:
             self.metrics.reject("feedback_" + exc.reason)
             raise
         predicted = self._response_labels(response, len(X))
-        request_id = str(
-            (response.get("meta") or {}).get("puid") or (request.get("meta") or {}).get("puid") or ""
+        request_id = response_meta.get("puid") or meta.get("puid") or ""
+        recorded = self.feedback_log.record(
+            request_id, truths, predicted, float(reward), self.model_version, feedback_id
         )
-        self.feedback_log.record(request_id, truths, predicted, float(reward), self.model_version)
-        self.metrics.observe_feedback(float(reward), len(truths))
-        return len(truths)
+        if recorded:  # a repeated delivery of the same feedback is answered, not counted again
+            self.metrics.observe_feedback(float(reward), recorded)
+        return recorded
 
     def _truth_labels(self, truth: Any, rows: int) -> list[str | None]:
         """Truth as one-hot rows (``data.ndarray``, the queue's form) or a class name (``strData``).

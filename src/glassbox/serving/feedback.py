@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -18,6 +19,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_at REAL NOT NULL
 );
 """
+# Logs written before feedback ids existed gain the column; a repeated id's rows are ignored.
+FEEDBACK_ID = """
+CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback (feedback_id, row) WHERE feedback_id IS NOT NULL;
+"""
 
 
 class FeedbackLog:
@@ -30,6 +35,11 @@ class FeedbackLog:
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
+        if "feedback_id" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                self._db.execute("ALTER TABLE feedback ADD COLUMN feedback_id TEXT")
+        self._db.executescript(FEEDBACK_ID)
 
     def record(
         self,
@@ -38,14 +48,22 @@ class FeedbackLog:
         predicted: list[str | None],
         reward: float,
         model_version: str,
-    ) -> None:
+        feedback_id: str | None = None,
+    ) -> int:
+        """Append one feedback's rows; returns how many were new (0 when ``feedback_id`` was seen before)."""
         now = time.time()
         rows = [
-            (request_id, i, truth, pred, reward, model_version, now)
+            (request_id, i, truth, pred, reward, model_version, now, feedback_id)
             for i, (truth, pred) in enumerate(zip(truths, predicted, strict=True))
         ]
         with self._lock:
-            self._db.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO feedback (request_id, row, truth, predicted, reward, model_version, "
+                "received_at, feedback_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return self._db.total_changes - before
 
     def count(self) -> int:
         with self._lock:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import write_results
-from benchmarks.feedback import REPO, artifacts_dir, delivered, intake_records
-from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice, venv_bin
+from benchmarks.common import REPO, artifacts_dir, start_queue, write_results
+from benchmarks.feedback import delivered, intake_records
+from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice
 
 PHASE = float(os.environ.get("GLASSBOX_CHAOS_PHASE_SECONDS", "10"))
 RECORDS = int(os.environ.get("GLASSBOX_CHAOS_QUEUE_RECORDS", "1000"))
@@ -59,30 +59,20 @@ def start_model(artifacts: Path, workdir: Path, port: int, queue_url: str = "") 
     return proc.start(timeout=180)
 
 
-def start_queue(
-    workdir: Path, name: str, dsn: str, schema: str, model_url: str
-) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    proc = ManagedProcess(
-        name=name,
-        argv=[venv_bin("glassbox"), "queue", "serve", "--host", LOOPBACK, "--port", str(port)],
-        log_path=workdir / f"{name}.log",
-        env={
-            "GLASSBOX_QUEUE_DATABASE_URL": dsn,
-            "GLASSBOX_QUEUE_DATABASE_SCHEMA": schema,
-            "GLASSBOX_QUEUE_DATABASE_TIMEOUT": "2",
-            "GLASSBOX_QUEUE_OWNER_API_KEY": OWNER_KEY,
-            "GLASSBOX_QUEUE_FEEDBACK_URL": model_url,
-            "GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS": "0.5",
-            "GLASSBOX_QUEUE_FEEDBACK_TIMEOUT": "5",
-            "GLASSBOX_QUEUE_FEEDBACK_LEASE_SECONDS": str(LEASE_S),
-            "GLASSBOX_QUEUE_FEEDBACK_BACKOFF_SECONDS": "0.5",
-            "GLASSBOX_QUEUE_FEEDBACK_BACKOFF_MAX_SECONDS": "2",
-            "GLASSBOX_QUEUE_FEEDBACK_MAX_ATTEMPTS": "1000",  # an outage is not a reason to give up
-        },
-        health_url=f"http://{LOOPBACK}:{port}/health",
-    )
-    return proc.start(timeout=60), f"http://{LOOPBACK}:{port}"
+def queue_env(dsn: str, schema: str, model_url: str) -> dict[str, str]:
+    return {
+        "GLASSBOX_QUEUE_DATABASE_URL": dsn,
+        "GLASSBOX_QUEUE_DATABASE_SCHEMA": schema,
+        "GLASSBOX_QUEUE_DATABASE_TIMEOUT": "2",
+        "GLASSBOX_QUEUE_OWNER_API_KEY": OWNER_KEY,
+        "GLASSBOX_QUEUE_FEEDBACK_URL": model_url,
+        "GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS": "0.5",
+        "GLASSBOX_QUEUE_FEEDBACK_TIMEOUT": "5",
+        "GLASSBOX_QUEUE_FEEDBACK_LEASE_SECONDS": str(LEASE_S),
+        "GLASSBOX_QUEUE_FEEDBACK_BACKOFF_SECONDS": "0.5",
+        "GLASSBOX_QUEUE_FEEDBACK_BACKOFF_MAX_SECONDS": "2",
+        "GLASSBOX_QUEUE_FEEDBACK_MAX_ATTEMPTS": "1000",  # an outage is not a reason to give up
+    }
 
 
 def call(url: str, method: str, path: str, key: str = OWNER_KEY, **kwargs) -> requests.Response:
@@ -172,7 +162,7 @@ def postgres_restarted(pg, artifacts: Path, workdir: Path) -> dict:
     workdir.mkdir(parents=True)
     model_port = free_port()
     queue, queue_url = start_queue(
-        workdir, "queue", pg.dsn, "chaos_restart", f"http://{LOOPBACK}:{model_port}"
+        workdir, "queue", queue_env(pg.dsn, "chaos_restart", f"http://{LOOPBACK}:{model_port}")
     )
     model = start_model(artifacts, workdir, model_port, queue_url)
     try:
@@ -245,8 +235,8 @@ def replica_killed(pg, artifacts: Path, workdir: Path) -> dict:
     model_port = free_port()
     model = start_model(artifacts, workdir, model_port)
     model_url = f"http://{LOOPBACK}:{model_port}"
-    a, a_url = start_queue(workdir, "queue-a", pg.dsn, "chaos_replicas", model_url)
-    b, b_url = start_queue(workdir, "queue-b", pg.dsn, "chaos_replicas", model_url)
+    a, a_url = start_queue(workdir, "queue-a", queue_env(pg.dsn, "chaos_replicas", model_url))
+    b, b_url = start_queue(workdir, "queue-b", queue_env(pg.dsn, "chaos_replicas", model_url))
     try:
         records = intake_records(f"replicas-{uuid.uuid4().hex[:6]}", RECORDS)
         for start in range(0, len(records), 500):

@@ -69,3 +69,32 @@ def _cpus() -> int:
     import os
 
     return os.cpu_count() or 0
+
+
+REPO = Path(__file__).resolve().parents[1]
+ADULT_CONFIG = REPO / "pipeline/configs/adult.yaml"
+
+
+def artifacts_dir() -> Path:
+    """The model dir the benchmarks serve (``GLASSBOX_BENCH_ARTIFACTS``), trained first if it is empty."""
+    import os
+
+    from glassbox.stack.demo import ensure_trained
+    from glassbox.stack.settings import StackSettings
+
+    path = Path(os.environ.get("GLASSBOX_BENCH_ARTIFACTS", REPO / "artifacts/loanclassifier"))
+    ensure_trained(StackSettings(artifacts=path, train_config=ADULT_CONFIG))
+    return path
+
+
+def start_queue(workdir: Path, name: str, env: dict[str, str]):
+    """A real ``glassbox queue serve`` on a free loopback port: (started ManagedProcess, base URL)."""
+    from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, venv_bin
+
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    proc = ManagedProcess(
+        name, [venv_bin("glassbox"), "queue", "serve", "--host", LOOPBACK, "--port", str(port)],
+        workdir / f"{name}.log", env=env, health_url=f"{url}/health",
+    )  # fmt: skip
+    return proc.start(timeout=60), url

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from benchmarks.common import percentiles, write_results
+from benchmarks.common import artifacts_dir, percentiles, write_results
 from glassbox.contract.labels import argmax_like_sklearn
 from glassbox.contract.schema import FeatureSchema
 from glassbox.explain.core import DeterministicExplainer
@@ -40,18 +40,6 @@ N_ROWS = 20
 SEED = 1
 GOAL_RATIO = 0.4
 GOAL_HIT_MS = 10.0
-
-
-def artifacts_dir() -> Path:
-    from glassbox.stack.demo import ensure_trained
-    from glassbox.stack.settings import StackSettings
-
-    settings = StackSettings(
-        artifacts=Path(os.environ.get("GLASSBOX_BENCH_ARTIFACTS", REPO / "artifacts/loanclassifier")),
-        train_config=CONFIG,
-    )
-    ensure_trained(settings)
-    return settings.artifacts
 
 
 def benchmark_rows() -> np.ndarray:

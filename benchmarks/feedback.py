@@ -25,8 +25,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from benchmarks.common import write_results
-from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice, venv_bin
+from benchmarks.common import artifacts_dir, start_queue, write_results
+from glassbox.stack.process import LOOPBACK, ManagedProcess, seldon_microservice
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "pipeline/configs/adult.yaml"
@@ -34,18 +34,6 @@ RECORDS = int(os.environ.get("GLASSBOX_BENCH_FEEDBACK_RECORDS", "2000"))
 POSTGRES_DSN = os.environ.get("GLASSBOX_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 OWNER_KEY = "gbq_bench-feedback-owner"
 MODEL_WORKERS = 2
-
-
-def artifacts_dir() -> Path:
-    from glassbox.stack.demo import ensure_trained
-    from glassbox.stack.settings import StackSettings
-
-    settings = StackSettings(
-        artifacts=Path(os.environ.get("GLASSBOX_BENCH_ARTIFACTS", REPO / "artifacts/loanclassifier")),
-        train_config=CONFIG,
-    )
-    ensure_trained(settings)
-    return settings.artifacts
 
 
 def intake_records(run: str, n: int = RECORDS) -> list[dict]:
@@ -74,25 +62,15 @@ def intake_records(run: str, n: int = RECORDS) -> list[dict]:
     return records
 
 
-def start_queue(
-    workdir: Path, schema: str, model_url: str, name: str, concurrency: int
-) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    proc = ManagedProcess(
-        name=name,
-        argv=[venv_bin("glassbox"), "queue", "serve", "--host", LOOPBACK, "--port", str(port)],
-        log_path=workdir / f"{name}.log",
-        env={
-            "GLASSBOX_QUEUE_DATABASE_URL": POSTGRES_DSN,
-            "GLASSBOX_QUEUE_DATABASE_SCHEMA": schema,
-            "GLASSBOX_QUEUE_OWNER_API_KEY": OWNER_KEY,
-            "GLASSBOX_QUEUE_FEEDBACK_URL": model_url,
-            "GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS": "0.1",
-            "GLASSBOX_QUEUE_FEEDBACK_CONCURRENCY": str(concurrency),
-        },
-        health_url=f"http://{LOOPBACK}:{port}/health",
-    )
-    return proc.start(timeout=60), f"http://{LOOPBACK}:{port}"
+def queue_env(schema: str, model_url: str, concurrency: int) -> dict[str, str]:
+    return {
+        "GLASSBOX_QUEUE_DATABASE_URL": POSTGRES_DSN,
+        "GLASSBOX_QUEUE_DATABASE_SCHEMA": schema,
+        "GLASSBOX_QUEUE_OWNER_API_KEY": OWNER_KEY,
+        "GLASSBOX_QUEUE_FEEDBACK_URL": model_url,
+        "GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS": "0.1",
+        "GLASSBOX_QUEUE_FEEDBACK_CONCURRENCY": str(concurrency),
+    }
 
 
 def delivered(log: Path) -> dict[str, int]:
@@ -135,7 +113,7 @@ def measure(replicas: int, concurrency: int, artifacts: Path, workdir: Path) -> 
         model_url = f"http://{LOOPBACK}:{ports['http']}"
         queues = []
         for k in range(replicas):
-            proc, url = start_queue(workdir, schema, model_url, f"queue-{run}-{k}", concurrency)
+            proc, url = start_queue(workdir, f"queue-{run}-{k}", queue_env(schema, model_url, concurrency))
             started.append(proc)
             queues.append(url)
         records = intake_records(run)

@@ -42,7 +42,7 @@ import numpy as np
 import psutil
 import requests
 
-from benchmarks.common import write_results
+from benchmarks.common import artifacts_dir, write_results
 from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,15 +260,6 @@ def adult_rows(n: int) -> np.ndarray:
     config = load_config(CONFIG)
     data = load_dataset(config)
     return data.X[split_rows(data, config.split).test[:n]]
-
-
-def artifacts_dir() -> Path:
-    from glassbox.stack.demo import ensure_trained
-    from glassbox.stack.settings import StackSettings
-
-    path = Path(os.environ.get("GLASSBOX_BENCH_ARTIFACTS", REPO / "artifacts/loanclassifier"))
-    ensure_trained(StackSettings(artifacts=path, train_config=CONFIG))
-    return path
 
 
 def post_ok(url: str, body: object, **kwargs) -> dict:

@@ -76,6 +76,10 @@ def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, a
     status = glassbox(env, "status")
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("healthy") == 4
+    shown = {line.split()[0]: line.split()[-1] for line in status.stdout.splitlines()[1:]}
+    assert all(url.startswith("http://") for url in shown.values()), status.stdout
+    for name in ("queue", "model", "explainer"):  # pages open (a model's base URL alone answers 404);
+        assert requests.get(shown[name], timeout=30).status_code == 200, shown  # the gateway is an API prefix
 
     logs = glassbox(env, "logs", "gateway", "-n", "5")
     assert logs.returncode == 0 and "==> " in logs.stdout

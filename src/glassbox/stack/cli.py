@@ -143,7 +143,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for record in records.values():
         state = "healthy" if record.healthy() else ("starting" if record.alive() else "stopped")
         healthy &= state == "healthy"
-        print(f"{record.name:<11} {record.pid:>7}  {state:<9} {record.url}")
+        # A page that opens (the review page, a model's metadata) rather than a base URL that answers 404.
+        url = next((link for link in record.links.values() if link.startswith("http")), record.url)
+        print(f"{record.name:<11} {record.pid:>7}  {state:<9} {url}")
     return 0 if healthy else 1
 
 

@@ -102,7 +102,8 @@ def _seldon_component(
         pod=f"{deployment}-{settings.predictor}",
         container=unit,
     )
-    return Component(name, proc, ports, _url(ports["http"]), scrape)
+    links = {"metadata": f"{_url(ports['http'])}/api/v1.0/metadata"}  # the base URL itself answers 404
+    return Component(name, proc, ports, _url(ports["http"]), scrape, links=links)
 
 
 def model(settings: StackSettings, queue_url: str) -> Component:

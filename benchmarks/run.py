@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-PARTS = ("fastpath", "serving", "explain", "annotation", "feedback", "deploy", "footprint")
+PARTS = ("fastpath", "serving", "explain", "annotation", "queue_list", "feedback", "deploy", "footprint")
 
 
 def main(argv: list[str]) -> int:

@@ -135,6 +135,7 @@ def api_routes() -> list[Route]:
         Route(f"{API}/users", operation("create_user", body=True, status_code=201), methods=["POST"]),
         Route(f"{API}/users/{{name}}", operation("delete_user", path="name"), methods=["DELETE"]),
         Route(f"{API}/agreement", operation("agreement")),
+        Route(f"{API}/overview", operation("overview")),
         Route(f"{API}/export", export),
     ]
 

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--certainty-min", type=float)
     listing.add_argument("--certainty-max", type=float)
     listing.add_argument(
+        "--has-disagreement", choices=("true", "false"), help="only records whose reviewers disagree (or not)"
+    )
+    listing.add_argument(
         "--sort", choices=("least_certain", "highest_loss", "newest"), default="least_certain"
     )
     listing.add_argument("--limit", type=int, default=20)
@@ -244,6 +247,7 @@ def _list(args: argparse.Namespace) -> int:
             "predicted_label",
             "certainty_min",
             "certainty_max",
+            "has_disagreement",
             "sort",
             "limit",
             "offset",

@@ -2,6 +2,9 @@
 
 An annotator signs in with their API key (kept in a signed session cookie as its hash), sees the
 least certain pending record they have not answered, and labels it with a button or the keys 1…k.
+The list view (``/review/records``) filters and sorts every record through the same parser and
+store query as ``GET /api/v1/records`` and opens one in the same review form; the lead's view
+(``/review/lead``, admin and owner) shows ``QueueService.overview``.
 Forms are plain ``application/x-www-form-urlencoded`` posts, parsed with the standard library so
 no multipart dependency is needed.
 """
@@ -19,6 +22,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from glassbox.annotation.auth import Principal, hash_key
+from glassbox.annotation.record_query import MAX_OFFSET, RecordQuery, parse_record_query
+from glassbox.annotation.store.base import SORTS
+from glassbox.contract.records import STATUSES
 from glassbox.errors import GlassboxError
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -48,16 +54,85 @@ async def review(request: Request) -> Response:
         page = await run_in_threadpool(service.next_record, who)
     except GlassboxError as exc:
         return _render(request, "login.html", exc.status_code, error=exc.message)
-    record = page["record"]
+    return _review_form(request, who, page["record"], page["remaining"])
+
+
+def _review_form(request: Request, who: Principal, record: dict | None, remaining: int | None) -> Response:
     return _render(
         request,
         "review.html",
         user=who,
         record=record,
-        remaining=page["remaining"],
+        remaining=remaining,
         classes=list(record["probabilities"]) if record else [],
         message=request.session.pop("message", ""),
     )
+
+
+async def one_record(request: Request) -> Response:
+    """One record in the review form, opened from the list view or the lead's view."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return _render(request, "login.html")
+    service = request.app.state.service
+    try:
+        record = await run_in_threadpool(service.get_record, who, request.path_params["record_id"])
+    except GlassboxError as exc:
+        return _render(request, "problem.html", exc.status_code, user=who, error=exc.message)
+    return _review_form(request, who, record, None)
+
+
+async def record_list(request: Request) -> Response:
+    """Every record, filtered and sorted by the query string (``record_query``'s parameters)."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return _render(request, "login.html")
+    service = request.app.state.service
+    error, query, page = "", RecordQuery(), {"records": [], "total": 0}
+    try:
+        query = parse_record_query(dict(request.query_params))
+    except GlassboxError as exc:
+        error = exc.message
+    try:
+        facets = await run_in_threadpool(service.facets, who)
+        if not error:
+            page = await run_in_threadpool(service.list_records, who, query)
+    except GlassboxError as exc:
+        return _render(request, "problem.html", exc.status_code, user=who, error=exc.message)
+    for name in ("source", "model_version", "predicted_label"):  # a chosen value stays on offer
+        chosen = getattr(query, name)
+        if chosen is not None and chosen not in facets[name]:
+            facets = {**facets, name: [*facets[name], chosen]}
+    end = query.offset + len(page["records"])
+    return _render(
+        request,
+        "records.html",
+        400 if error else 200,
+        user=who,
+        error=error,
+        query=query,
+        page=page,
+        facets=facets,
+        statuses=STATUSES,
+        sorts=list(SORTS),
+        previous=query.query_string(offset=max(query.offset - query.limit, 0)) if query.offset else None,
+        next=query.query_string(offset=end) if end < page["total"] and end <= MAX_OFFSET else None,
+        first=query.offset + 1 if page["records"] else 0,
+        last=end,
+        max_offset=MAX_OFFSET,
+    )
+
+
+async def lead(request: Request) -> Response:
+    """The lead's view: progress, agreement, disagreements, answers per annotator (admin, owner)."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return _render(request, "login.html")
+    try:
+        overview = await run_in_threadpool(request.app.state.service.overview, who)
+    except GlassboxError as exc:
+        return _render(request, "problem.html", exc.status_code, user=who, error=exc.message)
+    return _render(request, "lead.html", user=who, overview=overview)
 
 
 async def login(request: Request) -> Response:
@@ -103,5 +178,8 @@ def review_routes() -> list[Route]:
         Route("/review", review),
         Route("/review/login", login, methods=["POST"]),
         Route("/review/logout", logout, methods=["POST"]),
+        Route("/review/records", record_list),
+        Route("/review/lead", lead),
+        Route("/review/records/{record_id:path}", one_record),
         Route("/review/records/{record_id:path}", answer, methods=["POST"]),
     ]

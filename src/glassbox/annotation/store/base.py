@@ -34,7 +34,7 @@ INSERT_CHUNK = 1000
 SORTS = {
     "least_certain": "max_probability ASC, created_at ASC, id ASC",
     "highest_loss": "(loss IS NULL) ASC, loss DESC, id ASC",
-    "newest": "created_at DESC, id ASC",
+    "newest": "created_at DESC, id DESC",  # one direction: the index (created_at, id) read backwards
 }
 FEEDBACK_STATES = ("pending", "sent", "dead")
 
@@ -106,7 +106,16 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "feedback_attempts": row["feedback_attempts"],
         "feedback_next_attempt_at": row["feedback_next_attempt_at"],
         "feedback_error": row["feedback_error"],
+        "disagreement": bool(row["disagreement"]),
     }
+
+
+def answer_key(kind: str, label: str | None) -> str:
+    """What makes two answers the same: ``disagreement`` is two or more distinct keys on a record.
+
+    The same expression as migration 4's ``kind || ':' || COALESCE(label, '')``.
+    """
+    return f"{kind}:{label or ''}"
 
 
 class SqlStore(ABC):
@@ -203,11 +212,15 @@ class SqlStore(ABC):
         feedback_state: str | None = None,
         certainty_min: float | None = None,
         certainty_max: float | None = None,
+        has_disagreement: bool | None = None,
         sort: str = "least_certain",
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of records matching every given filter, and how many match in all."""
+        """A page of records matching every given filter, and how many match in all.
+
+        The one query behind ``GET /api/v1/records`` and the review page's list view.
+        """
         if sort not in SORTS:
             raise InvalidInput(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
         where, params = [], Params()
@@ -224,6 +237,8 @@ class SqlStore(ABC):
             where.append(f"max_probability >= {params(certainty_min)}")
         if certainty_max is not None:
             where.append(f"max_probability <= {params(certainty_max)}")
+        if has_disagreement is not None:
+            where.append(f"disagreement = {1 if has_disagreement else 0}")  # a literal: the partial index
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self.transaction() as cur:
             total = cur.execute(f"SELECT COUNT(*) AS n FROM records {clause}", params).fetchone()["n"]
@@ -308,20 +323,23 @@ class SqlStore(ABC):
             answers = cur.execute(
                 "SELECT kind, label FROM responses WHERE record_id = $1", (record_id,)
             ).fetchall()
+            disagreement = int(len({answer_key(a["kind"], a["label"]) for a in answers}) > 1)
             outcome = decide(answers, min_submitted)
             if outcome is None:
+                cur.execute("UPDATE records SET disagreement = $1 WHERE id = $2", (disagreement, record_id))
                 return {"status": "pending", "final_label": None, "completed": False, "time_to_label": None}
             status, final_label = outcome
             owes = status == "completed" and row["source"] == "prediction" and row["feedback_state"] is None
             cur.execute(
                 "UPDATE records SET status = $1, final_label = $2, completed_at = $3, "
-                "feedback_state = $4, feedback_next_attempt_at = $5 WHERE id = $6",
+                "feedback_state = $4, feedback_next_attempt_at = $5, disagreement = $6 WHERE id = $7",
                 (
                     status,
                     final_label,
                     now,
                     "pending" if owes else row["feedback_state"],
                     now if owes else row["feedback_next_attempt_at"],
+                    disagreement,
                     record_id,
                 ),
             )
@@ -357,6 +375,52 @@ class SqlStore(ABC):
                     f"UPDATE records SET status = $1, completed_at = $2, {unowed} WHERE id = $3",
                     (status, time.time(), record_id),
                 )
+
+    # -- the lead's view ---------------------------------------------------------------------
+    def progress(self) -> list[dict[str, Any]]:
+        """Records per (source, model version, status)."""
+        with self.transaction() as cur:
+            return cur.execute(
+                "SELECT source, model_version, status, COUNT(*) AS n FROM records "
+                "GROUP BY source, model_version, status ORDER BY source, model_version, status"
+            ).fetchall()
+
+    def answer_counts(self) -> list[dict[str, Any]]:
+        """Responses per (annotator, kind)."""
+        with self.transaction() as cur:
+            return cur.execute(
+                "SELECT user_name, kind, COUNT(*) AS n FROM responses GROUP BY user_name, kind "
+                "ORDER BY user_name, kind"
+            ).fetchall()
+
+    def responses_of(self, record_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each record's responses, oldest first (a page's worth of ids)."""
+        found: dict[str, list[dict[str, Any]]] = {record_id: [] for record_id in record_ids}
+        if not record_ids:
+            return found
+        with self.transaction() as cur:
+            ids = Params()
+            marks = ", ".join(ids(record_id) for record_id in record_ids)
+            for answer in cur.execute(
+                "SELECT record_id, user_name, kind, label, note, created_at FROM responses "
+                f"WHERE record_id IN ({marks}) ORDER BY created_at",
+                ids,
+            ).fetchall():
+                found[answer.pop("record_id")].append(answer)
+        return found
+
+    def facets(self, limit: int = 200) -> dict[str, list[str]]:
+        """The sources, model versions and predicted labels present: the list view's choices."""
+        with self.transaction() as cur:
+            return {
+                column: [
+                    row["v"]
+                    for row in cur.execute(
+                        f"SELECT DISTINCT {column} AS v FROM records ORDER BY {column} LIMIT $1", (limit,)
+                    ).fetchall()
+                ]
+                for column in ("source", "model_version", "predicted_label")
+            }
 
     def answers(self) -> list[dict[str, Any]]:
         """Every response with its record's final label: the agreement's input."""

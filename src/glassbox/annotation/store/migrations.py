@@ -84,6 +84,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE feedback_state = 'pending'",
         ),
     ),
+    Migration(
+        4,
+        "list view: disagreement flag, an index in each sort's order",
+        (
+            # Kept by add_response: a filter on it is an index lookup, not a subquery per record.
+            "ALTER TABLE records ADD COLUMN disagreement INTEGER NOT NULL DEFAULT 0",
+            "UPDATE records SET disagreement = 1 WHERE id IN (SELECT record_id FROM responses "
+            "GROUP BY record_id HAVING COUNT(DISTINCT kind || ':' || COALESCE(label, '')) > 1)",
+            # The full least-certain order, so a page is an index range scan with or without status.
+            "DROP INDEX records_status_certainty",
+            "CREATE INDEX records_status_least_certain ON records (status, max_probability, created_at, id)",
+            "CREATE INDEX records_least_certain ON records (max_probability, created_at, id)",
+            "DROP INDEX records_created",
+            "CREATE INDEX records_newest ON records (created_at, id)",
+            # Only disagreeing records are in it: free for the intake, which inserts none.
+            "CREATE INDEX records_disagreeing ON records (max_probability, created_at, id) "
+            "WHERE disagreement = 1",
+        ),
+    ),
 )
 
 MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

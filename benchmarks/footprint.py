@@ -17,6 +17,14 @@ component's extra, installed the way its image installs it (the s2i context's re
   model and explainer run with their image's environment (``.s2i/environment``: 1 worker, 4
   threads, no gRPC server); ``PSS gRPC`` is the same with Seldon's gRPC server on (GRPC_WORKERS=1).
 
+The model's virtualenv also gets the compact forest's loops built ahead of time, as its image's builder
+stage builds them (``python -m glassbox.pipeline.compact_aot build`` into the installed package, with
+setuptools from a directory of its own: the image's final stage has none), so ``PSS MiB`` is the image's;
+``pss_jit_mib`` is the same service with ``GLASSBOX_COMPACT_AOT=0`` (numba JIT, as before the
+extension), ``llvmlite maps`` how many of the tree's processes map libllvmlite (AOT: none). In the
+same virtualenv, one process times the warm fast path (p50 of the kernel call, 1 and 100 Adult rows)
+through the extension and through the JIT, and checks that both give the same bits.
+
 Goals (issue 11): model installed <= 700 MiB, import <= 1.5 s, PSS <= 250 MiB; explainer PSS <=
 400 MiB. Before: one 1.8 GB virtualenv for everything, import 4.2 / 6.7 s, PSS 370 / 600 MB.
 Settings: GLASSBOX_BENCH_ARTIFACTS (trained first if missing), GLASSBOX_BENCH_KEEP=1 keeps the
@@ -110,6 +118,87 @@ def install(component: Component, wheel: Path, work: Path) -> tuple[Path, Path, 
         context.mkdir()
         run([*pip, "-c", str(CONSTRAINTS), f"{wheel}[{component.name}]"], cwd=context)
     return python, context, time.perf_counter() - start
+
+
+def build_kernels(python: Path, work: Path) -> float:
+    """The model image's builder stage: the AOT extension into the installed package; seconds taken."""
+    tools = work / "aot-build-tools"  # setuptools for numba.pycc, outside the virtualenv (not in the image)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--target",
+            str(tools),
+            "-c",
+            str(CONSTRAINTS),
+            "setuptools",
+        ]
+    )
+    package = run([str(python), "-c", "import glassbox.pipeline as p; print(p.__path__[0])"]).stdout.strip()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(tools),
+        "NUMBA_CACHE_DIR": str(work / "numba-aot-build"),
+    }
+    start = time.perf_counter()
+    built = run(
+        [str(python), "-m", "glassbox.pipeline.compact_aot", "build", "--output-dir", package], env=env
+    )
+    seconds = time.perf_counter() - start
+    assert Path(built.stdout.strip().splitlines()[-1]).is_file(), built.stdout
+    return seconds
+
+
+KERNEL_TIMES = """
+import json, statistics, sys, time
+import numpy as np
+from glassbox.pipeline import compact, compact_aot
+assert compact._AOT is not None, "the AOT extension was not loaded"
+model = compact.CompactPipeline.from_bytes(open(sys.argv[1], "rb").read())
+rows = np.ascontiguousarray(np.load(sys.argv[2]), dtype=np.float64)
+jit = compact_aot.jit_kernels()["_predict"]
+paths = {"aot": compact._AOT.predict, "jit": jit}
+result = {}
+for n, repeat in ((1, 3000), (100, 500)):
+    X = rows[:n]
+    m = model
+    arrays = (m.impute, m.kind, m.source, m.a, m.b, m.nan_ok, m.nodes, m.roots)
+    args = (X, *arrays)
+    answers = {name: predict(*args)[0] for name, predict in paths.items()}
+    assert answers["aot"].tobytes() == answers["jit"].tobytes(), "AOT and JIT differ"
+    for name, predict in paths.items():
+        for _ in range(50):
+            predict(*args)
+        samples = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            predict(*args)
+            samples.append(time.perf_counter() - start)
+        result[f"{name}_{n}"] = statistics.median(samples) * 1e6
+print(json.dumps(result))
+"""
+
+
+def kernel_times(python: Path, artifacts: Path, rows: np.ndarray, work: Path) -> dict[str, float]:
+    """p50 microseconds of the warm kernel call, AOT vs JIT, 1 and 100 rows, in one process."""
+    from glassbox.pipeline.artifacts import resolve_version_dir
+
+    np.save(work / "kernel-rows.npy", rows)
+    env = {"PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(work / "numba-kernel-times")}
+    argv = [str(python), "-c", KERNEL_TIMES, str(resolve_version_dir(artifacts) / "compact.npz")]
+    return json.loads(run([*argv, str(work / "kernel-rows.npy")], env=env).stdout)
+
+
+def llvmlite_maps(pid: int) -> int:
+    """How many processes of the tree map libllvmlite (numba's JIT loaded)."""
+    root = psutil.Process(pid)
+    return sum(
+        any("libllvmlite" in m.path for m in p.memory_maps(grouped=True))
+        for p in [root, *root.children(recursive=True)]
+    )
 
 
 def disk_usage(path: Path) -> int:
@@ -235,6 +324,7 @@ def measure_service(
             "pss_mib": sum(pss) / 2**20,
             "processes": len(pss),
             "pss per process": " + ".join(f"{p / 2**20:.0f}" for p in pss),
+            "llvmlite maps": llvmlite_maps(second.pid),
         }
         kept = second
         if grpc:
@@ -282,6 +372,9 @@ def main() -> Path:
     try:
         for component in COMPONENTS:
             python, cwd, install_s = install(component, wheel, work)
+            aot = {}
+            if component.name == "model":  # as its image's builder stage does
+                aot["aot_build_s"] = build_kernels(python, work)
             sizes = distribution_sizes(python)
             largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:4]
             seconds, heavy = import_time(python, component.module, cwd)
@@ -313,6 +406,21 @@ def main() -> Path:
                 def make_model(extra, env=env, port=port, python=python, cwd=cwd, component=component):
                     return seldon_service(component, python, cwd, work, {**env, **extra}, port)
 
+                def make_jit(extra, make=make_model):
+                    return make({"GLASSBOX_COMPACT_AOT": "0", **extra})
+
+                jit, _ = measure_service(make_jit, warm_model)
+                aot |= {
+                    "pss_jit_mib": jit["pss_mib"],
+                    "pss per process (jit)": jit["pss per process"],
+                    "llvmlite maps (jit)": jit["llvmlite maps"],
+                    "start_cold_jit_s": jit["start_cold_s"],
+                }
+                times = kernel_times(python, artifacts, rows[:100], work)
+                aot |= {
+                    f"p50 us {n} rows aot / jit": f"{times[f'aot_{n}']:.1f} / {times[f'jit_{n}']:.1f}"
+                    for n in (1, 100)
+                }
                 measured, process = measure_service(make_model, warm_model, keep=True, grpc=True)
                 running.append(process)  # the explainer calls it
             elif component.name == "explainer":
@@ -374,7 +482,7 @@ def main() -> Path:
                     )
 
                 measured, _ = measure_service(make_queue, warm_queue)
-            row |= measured
+            row |= measured | aot
             row |= goals(component.name, row)
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -385,7 +493,9 @@ def main() -> Path:
             shutil.rmtree(work, ignore_errors=True)
     columns = [
         "component", "installed_mib", "distributions", "import_s", "heavy at import", "start_cold_s",
-        "start_warm_s", "pss_mib", "processes", "pss per process", "pss_grpc_mib", "goals", "before",
+        "start_warm_s", "pss_mib", "processes", "pss per process", "llvmlite maps", "pss_grpc_mib",
+        "pss_jit_mib", "pss per process (jit)", "llvmlite maps (jit)", "start_cold_jit_s",
+        "p50 us 1 rows aot / jit", "p50 us 100 rows aot / jit", "aot_build_s", "goals", "before",
         "largest (MiB)", "install_s",
     ]  # fmt: skip
     notes = (
@@ -395,7 +505,10 @@ def main() -> Path:
         "start_*_s: launch to healthy (0.2 s polling), with an empty and then a filled NUMBA_CACHE_DIR. "
         "pss_mib: PSS summed over the process tree after warm-up traffic, with the image's environment "
         "(.s2i/environment: 1 worker, 4 threads, GRPC_WORKERS=0); pss_grpc_mib: the same with Seldon's "
-        "gRPC server on. "
+        "gRPC server on. Model: its virtualenv holds the AOT extension as its image does (aot_build_s: "
+        "the build); pss_jit_mib etc.: the same service with GLASSBOX_COMPACT_AOT=0 (numba JIT); llvmlite "
+        "maps: processes of the tree mapping libllvmlite; p50 us: warm kernel call, one process, AOT vs JIT "
+        "(same bits checked). "
         "before: issue 11's figures (installed / import / PSS), when every image installed everything."
         + f" Load average (1 min) at start / end: {load[0]:.1f} / {os.getloadavg()[0]:.1f}"
         + f" on {os.cpu_count()} CPUs."

@@ -33,8 +33,16 @@ EXTRAS = {"model": "model", "explainer": "explainer", "queue": "queue"}
 RUNTIME_USER = str(VALUES["podSecurityContext"]["runAsUser"])
 
 
-def instructions(path: Path, cmd: str) -> list[tuple[str, ...]]:
-    return [c.value for c in dockerfile.parse_file(str(path)) if c.cmd.upper() == cmd]
+def instructions(path: Path, cmd: str, stage: str | None = None) -> list[tuple[str, ...]]:
+    """The ``cmd`` instructions of the Dockerfile, or of one stage: "final" (the image) or a name."""
+    parsed = list(dockerfile.parse_file(str(path)))
+    if stage is not None:
+        starts = [i for i, c in enumerate(parsed) if c.cmd.upper() == "FROM"]
+        named = [i for i in starts if parsed[i].value[-1] == stage and len(parsed[i].value) == 3]
+        start = starts[-1] if stage == "final" else named[0]
+        end = min([i for i in starts if i > start] or [len(parsed)])
+        parsed = parsed[start:end]
+    return [c.value for c in parsed if c.cmd.upper() == cmd]
 
 
 def environment(path: Path) -> dict[str, str]:
@@ -63,7 +71,7 @@ def pip_installs(path: Path) -> tuple[list[str], list[str]]:
             elif not words[0].startswith("-"):
                 requirements.append(words[0])
 
-    for (command,) in instructions(path, "RUN"):
+    for (command,) in instructions(path, "RUN", stage="final"):  # what the image holds
         for part in command.split("&&"):
             words = shlex.split(part)
             if words[:2] != ["pip", "install"]:
@@ -115,6 +123,26 @@ def test_images_install_only_their_components_extra_with_the_constraints(name):
         ).stdout
         assert "cp dist/glassbox-*.whl requirements/constraints.txt $d/wheels/" in plan
         assert str(path.parent.relative_to(REPO)) in plan
+
+
+def test_model_image_serves_the_compact_forest_built_ahead_of_time():
+    """A builder stage compiles the loops (compact_aot) with the image's own extra and constraints; the
+    image copies only the extension, into the installed package where compact.py looks for it."""
+    path = DOCKERFILES["model"]
+    builds = [c for (c,) in instructions(path, "RUN", stage="kernels") if "compact_aot build" in c]
+    assert len(builds) == 1
+    output = re.search(r"python -m glassbox\.pipeline\.compact_aot build --output-dir (\S+)", builds[0])
+    assert output and "pip install --no-cache-dir -r requirements.txt" in builds[0]
+    assert instructions(path, "COPY", stage="kernels")[:2] == instructions(path, "COPY", stage="final")[:2]
+    froms = instructions(path, "FROM")
+    assert froms[0][0] == froms[-1][0]  # the same Python and platform: the extension's ABI
+    (copy,) = [
+        c for c in instructions(path, "COPY", stage="final") if c[0] == output.group(1).rstrip("/") + "/"
+    ]
+    site_packages = f"/usr/local/lib/python{froms[-1][0].split(':')[1].split('-')[0]}/site-packages"
+    assert copy[1] == f"{site_packages}/glassbox/pipeline/"
+    flags = [c.flags for c in dockerfile.parse_file(str(path)) if c.cmd.upper() == "COPY" and c.value == copy]
+    assert flags == [("--from=kernels",)]
 
 
 @pytest.mark.parametrize("name", ["model", "explainer"])

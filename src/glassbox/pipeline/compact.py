@@ -25,7 +25,8 @@ ColumnTransformer's output is sparse (sklearn's trees take NaN only in dense inp
 Only what ``estimator.build_preprocessor`` builds is compiled (ColumnTransformer of SimpleImputer,
 StandardScaler, OneHotEncoder) in front of a two-class RandomForest/ExtraTrees classifier; anything
 else keeps the ONNX fast path (``supports``). scikit-learn is imported only to compile (training):
-serving loads ``compact.npz`` with numpy and numba alone.
+serving loads ``compact.npz`` with numpy and numba alone, or with numpy alone when the loops were
+built ahead of time (``compact_aot``: the model image does; same code, bit-identical results).
 
 ``compact.npz`` carries ``format_version`` (``FORMAT_VERSION``), checked on load. Files written
 before the key existed are read as version 1 when every column the trees see is imputed: that is
@@ -41,10 +42,22 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
 from glassbox.errors import ArtifactIntegrityError, InvalidInput
+from glassbox.pipeline import compact_aot
+
+# The loops below built ahead of time (compact_aot: the model image), else numba compiles them here.
+_AOT = compact_aot.load()
+if _AOT is None:
+    import numba
+
+    _jit = numba.njit(nogil=True, cache=True)
+else:
+
+    def _jit(function):  # the extension runs the loops: they stay plain Python, numba is not imported
+        return function
+
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -57,6 +70,7 @@ MISSING_IS_NEXT = 1 << 29  # set in ``feature`` when a NaN goes to the next node
 FEATURE = MISSING_IS_NEXT - 1  # the feature index bits
 SCALED, ONE_HOT = 0, 1  # kinds of output column
 ARRAYS = ("impute", "kind", "source", "a", "b", "nodes", "roots")
+ARRAY_TYPES = (np.float64, np.int8, np.int32, np.float64, np.float64, NODE, np.int32)  # as built here
 CLEAN, HAS_NAN = -1, -2  # what ``_preprocess_row`` reports when it refuses nothing
 
 
@@ -85,6 +99,13 @@ class CompactPipeline:
     roots: np.ndarray  # int32: each tree's root in ``nodes``
     nan_ok: bool = True  # a NaN may reach the trees (dense output); sklearn refuses it in sparse output
 
+    def __post_init__(self) -> None:
+        if _AOT is not None:  # the extension takes exactly the array types it was built for, unchecked
+            for name, dtype in zip(ARRAYS, ARRAY_TYPES, strict=True):
+                array = getattr(self, name)
+                if array.dtype != dtype or array.ndim != 1 or not array.flags.c_contiguous:
+                    raise ArtifactIntegrityError(f"compact forest array {name}: {array.dtype} {array.shape}")
+
     @property
     def n_features(self) -> int:
         return len(self.impute)
@@ -106,7 +127,12 @@ class CompactPipeline:
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities (rows, classes) for C-contiguous float64 rows of ``n_features`` raw values."""
-        out, row, column = _predict(
+        if _AOT is not None:  # its arguments are unboxed unchecked: give it the types it was built for
+            rows = np.ascontiguousarray(rows, dtype=np.float64)
+            if rows.ndim != 2:
+                raise InvalidInput(f"expected a 2-D array of rows, got shape {list(rows.shape)}")
+        predict = _predict if _AOT is None else _AOT.predict
+        out, row, column = predict(
             rows, self.impute, self.kind, self.source, self.a, self.b, self.nan_ok, self.nodes, self.roots
         )
         if row >= 0:
@@ -300,9 +326,10 @@ def _tree_nodes(tree, offset: int) -> np.ndarray:
 
 
 # --- the compiled loops (numba; compiled on first call, cached beside this file when writable) -----
+# (or built ahead of time by compact_aot, which fingerprints this section: see compact_aot.load)
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit
 def _preprocess_row(X, i, impute, kind, source, a, b, nan_ok, x, z):  # pragma: no cover - compiled
     """Row ``i`` of ``X`` preprocessed into ``z``: CLEAN, HAS_NAN, or the input column sklearn refuses."""
     status = CLEAN
@@ -326,7 +353,7 @@ def _preprocess_row(X, i, impute, kind, source, a, b, nan_ok, x, z):  # pragma: 
     return status
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit
 def _leaf_with_missing(z, nodes, k):  # pragma: no cover - compiled
     """The leaf a row holding NaN reaches from node ``k``: NaN goes where ``missing_go_to_left`` says."""
     while nodes[k].feature >= 0:
@@ -340,7 +367,7 @@ def _leaf_with_missing(z, nodes, k):  # pragma: no cover - compiled
     return k
 
 
-@numba.njit(nogil=True, cache=True)
+@_jit
 def _predict(X, impute, kind, source, a, b, nan_ok, nodes, roots):  # pragma: no cover - compiled
     """(probabilities, -1, -1) over the rows of ``X``, or (_, row, column) of the first refused value."""
     out = np.empty((X.shape[0], 2))

@@ -125,7 +125,7 @@ def test_users_and_settings(store: Store) -> None:
     store.create_user("ann", "annotator", "h1")
     with pytest.raises(Conflict):
         store.create_user("ann", "admin", "h2")
-    assert store.user_by_key_hash("h1") == {"name": "ann", "role": "annotator"}
+    assert store.user_by_key_hash("h1") == {"name": "ann", "role": "annotator", "active": True}
     assert store.count_role("owner") == 0
     store.put_setting("min_submitted", "3")
     store.put_setting("min_submitted", "2")

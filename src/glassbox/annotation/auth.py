@@ -52,4 +52,6 @@ def authenticate(store, key: str | None) -> Principal:
     user = store.user_by_key_hash(hash_key(key))
     if user is None:
         raise Unauthorized("unknown API key")
+    if not user["active"]:
+        raise Unauthorized(f"user {user['name']!r} is deactivated; an owner can reactivate them")
     return Principal(user["name"], user["role"])

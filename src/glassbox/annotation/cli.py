@@ -110,6 +110,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove = user_commands.add_parser("remove", parents=remote, help="delete a user (their answers stay)")
     remove.add_argument("name")
     remove.set_defaults(func=_users_remove)
+    role = user_commands.add_parser(
+        "role", parents=remote, help="change a user's role (the last active owner stays one)"
+    )
+    role.add_argument("name")
+    role.add_argument("role", choices=("owner", "admin", "annotator"))
+    role.set_defaults(func=_users_role)
+    deactivate = user_commands.add_parser(
+        "deactivate", parents=remote, help="refuse a user's key and end their sessions (answers stay)"
+    )
+    deactivate.add_argument("name")
+    deactivate.set_defaults(func=_users_deactivate)
 
     audit = subparsers.add_parser(
         "audit-labels", help="send the training rows with the highest loss to the queue"
@@ -338,7 +349,7 @@ def _users_add(args: argparse.Namespace) -> int:
 @_guard
 def _users_list(args: argparse.Namespace) -> int:
     for user in _client(args).list_users():
-        print(f"{user['name']:<24} {user['role']}")
+        print(f"{user['name']:<24} {user['role']}{'' if user.get('active', True) else ' (deactivated)'}")
     return 0
 
 
@@ -346,6 +357,20 @@ def _users_list(args: argparse.Namespace) -> int:
 def _users_remove(args: argparse.Namespace) -> int:
     _client(args).delete_user(args.name)
     print(f"removed {args.name}")
+    return 0
+
+
+@_guard
+def _users_role(args: argparse.Namespace) -> int:
+    user = _client(args).update_user(args.name, role=args.role)
+    print(f"{user['name']} is now {user['role']}")
+    return 0
+
+
+@_guard
+def _users_deactivate(args: argparse.Namespace) -> int:
+    user = _client(args).update_user(args.name, active=False)
+    print(f"deactivated {user['name']}")
     return 0
 
 

@@ -160,3 +160,6 @@ class QueueClient:
 
     def delete_user(self, name: str) -> None:
         self.call("DELETE", f"/users/{quote(name, safe='')}")
+
+    def update_user(self, name: str, **changes: Any) -> dict[str, Any]:
+        return self.call("PATCH", f"/users/{quote(name, safe='')}", json=changes)

@@ -1,10 +1,13 @@
 """The review page: server-rendered HTML (Jinja2), no front-end build.
 
-An annotator signs in with their API key (kept in a signed session cookie as its hash), sees the
-least certain pending record they have not answered, and labels it with a button or the keys 1…k.
+An annotator signs in with their API key (the signed session cookie keeps their name and session
+generation, not the key; see ``_signed_in``), sees the least certain pending record they have not
+answered, and labels it with a button or the keys 1…k.
 The list view (``/review/records``) filters and sorts every record through the same parser and
 store query as ``GET /api/v1/records`` and opens one in the same review form; the lead's view
-(``/review/lead``, admin and owner) shows ``QueueService.overview``.
+(``/review/lead``, admin and owner) shows ``QueueService.overview``; the account page
+(``/review/account``) rotates the user's key, signs them out everywhere and, for owners, changes
+roles and deactivates users.
 Forms are plain ``application/x-www-form-urlencoded`` posts, parsed with the standard library so
 no multipart dependency is needed.
 """
@@ -21,11 +24,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from glassbox.annotation.auth import Principal, hash_key
+from glassbox.annotation.auth import ROLES, Principal
 from glassbox.annotation.record_query import MAX_OFFSET, RecordQuery, parse_record_query
 from glassbox.annotation.store.base import SORTS
 from glassbox.contract.records import STATUSES
-from glassbox.errors import GlassboxError
+from glassbox.errors import GlassboxError, InvalidInput
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -36,9 +39,22 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _signed_in(request: Request) -> Principal | None:
-    key_hash = request.session.get("key_hash")
-    user = request.app.state.service.store.user_by_key_hash(key_hash) if key_hash else None
-    return Principal(user["name"], user["role"]) if user else None
+    """The session's user, if still theirs: active, and no "sign out everywhere" since it began.
+
+    The session names the user, the generation it began in and the user's creation time (a user
+    deleted and made again under the same name does not inherit the old sessions). The role is read
+    from the store on every request, so a role change applies at once.
+    """
+    name = request.session.get("user")
+    user = request.app.state.service.store.user_by_name(name) if isinstance(name, str) else None
+    if (
+        user is None
+        or not user["active"]
+        or user["session_generation"] != request.session.get("generation")
+        or user["created_at"] != request.session.get("since")
+    ):
+        return None
+    return Principal(user["name"], user["role"])
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -143,7 +159,9 @@ async def login(request: Request) -> Response:
         who.require("annotator")
     except GlassboxError as exc:
         return _render(request, "login.html", exc.status_code, error=exc.message)
-    request.session["key_hash"] = hash_key(key)
+    user = await run_in_threadpool(service.store.user_by_name, who.name)
+    request.session.clear()
+    request.session.update(user=who.name, generation=user["session_generation"], since=user["created_at"])
     return RedirectResponse("/review", status_code=303)
 
 
@@ -173,8 +191,78 @@ async def answer(request: Request) -> Response:
     return RedirectResponse("/review", status_code=303)
 
 
+async def account(request: Request) -> Response:
+    """The caller's account (rotate the key, sign out everywhere) and, for owners, every user."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return _render(request, "login.html")
+    return await _account_page(request, who)
+
+
+async def _account_page(
+    request: Request, who: Principal, new_key: str = "", status_code: int = 200
+) -> Response:
+    service = request.app.state.service
+    users = await run_in_threadpool(service.list_users, who) if who.role == "owner" else []
+    response = _render(
+        request,
+        "account.html",
+        status_code,
+        user=who,
+        users=users,
+        roles=ROLES,
+        new_key=new_key,
+        message=request.session.pop("message", ""),
+    )
+    response.headers["Cache-Control"] = "no-store"  # the page may show a new key: never cached
+    return response
+
+
+async def rotate_key(request: Request) -> Response:
+    """A new key, shown in this answer only (not stored in the cookie, not cached)."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return RedirectResponse("/review", status_code=303)
+    rotated = await run_in_threadpool(request.app.state.service.rotate_key, who)
+    return await _account_page(request, who, new_key=rotated["api_key"])
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    who = await run_in_threadpool(_signed_in, request)
+    if who is not None:
+        await run_in_threadpool(request.app.state.service.sign_out_everywhere, who)
+    request.session.clear()
+    return RedirectResponse("/review", status_code=303)
+
+
+async def manage_user(request: Request) -> Response:
+    """An owner's form on the account page: ``action=role`` with ``role``, or ``action=deactivate``."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return RedirectResponse("/review", status_code=303)
+    form, name = await _form(request), request.path_params["name"]
+    action = form.get("action")
+    body: dict[str, Any] = {"role": form.get("role", "")} if action == "role" else {"active": False}
+    try:
+        if action not in ("role", "deactivate"):
+            raise InvalidInput(f"unknown action {action!r}; use role or deactivate")
+        user = await run_in_threadpool(request.app.state.service.update_user, who, name, body)
+    except GlassboxError as exc:
+        if exc.status_code == 403:
+            return _render(request, "problem.html", 403, user=who, error=exc.message)
+        request.session["message"] = f"Not changed: {exc.message}"
+    else:
+        done = f"is now {user['role']}" if action == "role" else "is deactivated"
+        request.session["message"] = f"Saved: {name} {done}."
+    return RedirectResponse("/review/account", status_code=303)
+
+
 def review_routes() -> list[Route]:
     return [
+        Route("/review/account", account),
+        Route("/review/account/key", rotate_key, methods=["POST"]),
+        Route("/review/account/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
+        Route("/review/account/users/{name}", manage_user, methods=["POST"]),
         Route("/review", review),
         Route("/review/login", login, methods=["POST"]),
         Route("/review/logout", logout, methods=["POST"]),

@@ -232,6 +232,42 @@ class QueueService:
             raise InvalidInput("an owner cannot delete themself")
         self.store.delete_user(name)
 
+    def update_user(self, who: Principal, name: str, body: Any) -> dict[str, Any]:
+        """An owner changes a user's ``role`` and/or ``active`` flag; the last active owner stays one.
+
+        Takes effect at the next request: roles and the flag are read from the store on every call,
+        and deactivation also ends the user's page sessions.
+        """
+        who.require("owner")
+        if not isinstance(body, dict) or not body or set(body) - {"role", "active"}:
+            raise InvalidInput(
+                'body must set "role" (owner | admin | annotator) and/or "active" (true | false)'
+            )
+        role = check_role(body["role"]) if "role" in body else None
+        active = body.get("active")
+        if active is not None and not isinstance(active, bool):
+            raise InvalidInput('"active" must be true or false')
+        if name == who.name and active is False:
+            raise InvalidInput("an owner cannot deactivate themself")
+        return self.store.update_user(name, role=role, active=active)
+
+    # -- the caller's own account -------------------------------------------------------------
+    def whoami(self, who: Principal) -> dict[str, Any]:
+        who.require("annotator")
+        return {"name": who.name, "role": who.role}
+
+    def rotate_key(self, who: Principal) -> dict[str, Any]:
+        """A new key for the caller, shown once; the old key stops working when this returns."""
+        who.require("annotator")
+        key = new_key()
+        self.store.set_key_hash(who.name, hash_key(key))
+        return {"name": who.name, "api_key": key}
+
+    def sign_out_everywhere(self, who: Principal) -> None:
+        """End every review-page session of the caller (API keys are not sessions: rotate the key)."""
+        who.require("annotator")
+        self.store.end_sessions(who.name)
+
     # -- agreement and export -----------------------------------------------------------------
     def agreement(self, who: Principal) -> dict[str, Any]:
         who.require("annotator")

@@ -547,12 +547,74 @@ class SqlStore(ABC):
             raise Conflict(f"user {name!r} already exists")
 
     def user_by_key_hash(self, key_hash: str) -> dict[str, Any] | None:
+        """``{"name", "role", "active"}`` of the key's user (``active`` a bool), or None."""
         with self.transaction() as cur:
-            return cur.execute("SELECT name, role FROM users WHERE key_hash = $1", (key_hash,)).fetchone()
+            row = cur.execute(
+                "SELECT name, role, active FROM users WHERE key_hash = $1", (key_hash,)
+            ).fetchone()
+        return {**row, "active": bool(row["active"])} if row else None
+
+    def user_by_name(self, name: str) -> dict[str, Any] | None:
+        """A user with their session generation and creation time (what a page session is checked against)."""
+        with self.transaction() as cur:
+            row = cur.execute(
+                "SELECT name, role, active, session_generation, created_at FROM users WHERE name = $1",
+                (name,),
+            ).fetchone()
+        return {**row, "active": bool(row["active"])} if row else None
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.transaction() as cur:
-            return cur.execute("SELECT name, role, created_at FROM users ORDER BY name").fetchall()
+            rows = cur.execute("SELECT name, role, active, created_at FROM users ORDER BY name").fetchall()
+        return [{**row, "active": bool(row["active"])} for row in rows]
+
+    def set_key_hash(self, name: str, key_hash: str) -> None:
+        """Replace a user's key: the old one stops working with this commit."""
+        with self.transaction(write=True) as cur:
+            found = cur.execute(
+                "UPDATE users SET key_hash = $1 WHERE name = $2 RETURNING name", (key_hash, name)
+            ).fetchone()
+        if found is None:
+            raise NotFound(f"no user {name!r}")
+
+    def end_sessions(self, name: str) -> None:
+        """Sign a user out everywhere: every page session of an earlier generation is refused."""
+        with self.transaction(write=True) as cur:
+            found = cur.execute(
+                "UPDATE users SET session_generation = session_generation + 1 WHERE name = $1 RETURNING name",
+                (name,),
+            ).fetchone()
+        if found is None:
+            raise NotFound(f"no user {name!r}")
+
+    def update_user(
+        self, name: str, *, role: str | None = None, active: bool | None = None
+    ) -> dict[str, Any]:
+        """Change a user's role and/or active flag; ``Conflict`` if that leaves no active owner.
+
+        The active owners are read with their rows locked (PostgreSQL; SQLite's write lock covers it),
+        so two owners demoting each other at once cannot both succeed. Deactivating also ends the
+        user's page sessions.
+        """
+        with self.transaction(write=True) as cur:
+            owners = cur.execute(
+                f"SELECT name FROM users WHERE role = 'owner' AND active = 1{self.lock_row}"
+            ).fetchall()
+            row = cur.execute(f"SELECT * FROM users WHERE name = $1{self.lock_row}", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no user {name!r}")
+            new_role = role if role is not None else row["role"]
+            new_active = active if active is not None else bool(row["active"])
+            was_owner = row["role"] == "owner" and bool(row["active"])
+            if was_owner and not (new_role == "owner" and new_active) and len(owners) <= 1:
+                raise Conflict(f"user {name!r} is the last active owner; make another owner first")
+            ended = 1 if bool(row["active"]) and not new_active else 0
+            updated = cur.execute(
+                "UPDATE users SET role = $1, active = $2, session_generation = session_generation + $3 "
+                "WHERE name = $4 RETURNING name, role, active, created_at",
+                (new_role, int(new_active), ended, name),
+            ).fetchone()
+        return {**updated, "active": bool(updated["active"])}
 
     def delete_user(self, name: str) -> None:
         with self.transaction(write=True) as cur:

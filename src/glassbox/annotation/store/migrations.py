@@ -103,6 +103,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE disagreement = 1",
         ),
     ),
+    Migration(
+        5,
+        "users: deactivation, a session generation for signing out everywhere",
+        (
+            "ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1",
+            # A page session names the generation it began in; bumping it ends every session at once.
+            "ALTER TABLE users ADD COLUMN session_generation INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import psycopg
@@ -35,12 +36,15 @@ def glassbox(env: dict[str, str], *args: str, timeout: float = 300) -> subproces
 
 
 @pytest.fixture
-def env(tmp_path, trained_artifacts) -> dict[str, str]:
-    return {
+def env(tmp_path, trained_artifacts) -> Iterator[dict[str, str]]:
+    env = {
         "GLASSBOX_STACK_RUN_DIR": str(tmp_path / "run"),
         "GLASSBOX_STACK_ARTIFACTS": str(trained_artifacts),
         "GLASSBOX_STACK_GATEWAY_PORT": "0",
     }
+    yield env
+    if (tmp_path / "run").exists():  # a test that failed half-way must not leave a stack running
+        glassbox(env, "down")
 
 
 def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, adult_test_rows):

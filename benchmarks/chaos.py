@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import measures, write_results
 from benchmarks.stack_load import Load, demo_rows, gateway_url, scrape, start_stack
 from glassbox.stack.review import QueueClient
 from glassbox.stack.supervisor import Stack
@@ -100,14 +100,7 @@ def main() -> Path:
         f"{os.cpu_count()} CPUs. Components are killed with SIGKILL, as a crash would, and restarted on the "
         "same ports and data."
     )
-    # One line per measure: the two scenarios measure different things.
-    table = [
-        {"scenario": r["scenario"], "measure": k, "value": v}
-        for r in results
-        for k, v in r.items()
-        if k != "scenario"
-    ]
-    return write_results("chaos", table, ["scenario", "measure", "value"], notes)
+    return write_results("chaos", measures(results), ["scenario", "measure", "value"], notes)
 
 
 if __name__ == "__main__":

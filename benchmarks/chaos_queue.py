@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import REPO, artifacts_dir, start_queue, write_results
+from benchmarks.common import REPO, artifacts_dir, measures, start_queue, write_results
 from benchmarks.feedback import delivered, intake_records
 from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice
 
@@ -308,13 +308,7 @@ def main() -> Path:
         f"{os.getloadavg()[0]:.1f} at the end). Feedback counts are read from the model microservice's own "
         "feedback log; lost = completed prediction records with no feedback there."
     )
-    table = [
-        {"scenario": r["scenario"], "measure": k, "value": v}
-        for r in results
-        for k, v in r.items()
-        if k != "scenario"
-    ]
-    return write_results("chaos_queue", table, ["scenario", "measure", "value"], notes)
+    return write_results("chaos_queue", measures(results), ["scenario", "measure", "value"], notes)
 
 
 if __name__ == "__main__":

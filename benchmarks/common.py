@@ -98,3 +98,9 @@ def start_queue(workdir: Path, name: str, env: dict[str, str]):
         workdir / f"{name}.log", env=env, health_url=f"{url}/health",
     )  # fmt: skip
     return proc.start(timeout=60), url
+
+
+def measures(results: Sequence[dict]) -> list[dict]:
+    """Scenario results (dicts with a ``scenario`` and their own measures) as one row per measure."""
+    rows = [(r["scenario"], k, v) for r in results for k, v in r.items() if k != "scenario"]
+    return [{"scenario": scenario, "measure": k, "value": v} for scenario, k, v in rows]

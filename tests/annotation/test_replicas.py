@@ -108,7 +108,9 @@ def test_two_replicas_deliver_each_consensus_label_exactly_once(
         assert queue_metric(queue, 'glassbox_queue_feedback_records{state="sent"}') == 150
         assert queue_metric(queue, 'glassbox_queue_feedback_records{state="pending"}') == 0
     sent_by = [queue_metric(q, 'glassbox_queue_feedback_attempts_total{outcome="sent"}') for q in replicas]
-    assert sum(sent_by) == 150 and min(sent_by) > 0, sent_by  # both senders worked, never on the same row
+    # Both senders compete for every row; each row was sent by one of them, once (which one, and how the
+    # 150 split, is the scheduler's: on a loaded machine one sender may win every claim).
+    assert sum(sent_by) == 150, sent_by
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)

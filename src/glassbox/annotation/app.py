@@ -31,6 +31,7 @@ from glassbox.errors import GlassboxError, InvalidInput
 
 API = "/api/v1"
 EXPORT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+FLAGS = {"true": True, "1": True, "false": False, "0": False}  # a boolean query parameter's spellings
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -98,10 +99,13 @@ async def export(request: Request) -> Response:
     service: QueueService = request.app.state.service
     who = await run_in_threadpool(service.authenticate, request.headers.get("x-api-key"))
     fmt = request.query_params.get("format", "jsonl")
+    lineage = request.query_params.get("lineage", "false").lower()
+    if lineage not in FLAGS:
+        raise InvalidInput(f"lineage must be true or false, not {lineage!r}")
     stats = ExportStats()
 
     def build() -> str:  # built whole so that the counts can go in the headers
-        return "".join(service.export(who, fmt, stats))
+        return "".join(service.export(who, fmt, stats, FLAGS[lineage]))
 
     body = await run_in_threadpool(build)
     return Response(
@@ -140,7 +144,16 @@ def api_routes() -> list[Route]:
         Route(f"{API}/me/sign-out-everywhere", operation("sign_out_everywhere"), methods=["POST"]),
         Route(f"{API}/agreement", operation("agreement")),
         Route(f"{API}/overview", operation("overview")),
+        Route(f"{API}/lineage/{{record_id:path}}", operation("lineage", path="record_id")),
         Route(f"{API}/export", export),
+        Route(f"{API}/webhooks", operation("list_webhooks", key="webhooks")),
+        Route(f"{API}/webhooks", operation("create_webhook", body=True, status_code=201), methods=["POST"]),
+        Route(f"{API}/webhooks/{{webhook_id}}", operation("get_webhook", path="webhook_id")),
+        Route(
+            f"{API}/webhooks/{{webhook_id}}",
+            operation("delete_webhook", path="webhook_id"),
+            methods=["DELETE"],
+        ),
     ]
 
 

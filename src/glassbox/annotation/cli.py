@@ -73,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("record_id")
     show.set_defaults(func=_show)
 
+    lineage = commands.add_parser(
+        "lineage", parents=remote, help="a record's or a prediction id's (puid) lineage, as JSON"
+    )
+    lineage.add_argument("id", help="a record id or a prediction id (Seldon puid)")
+    lineage.set_defaults(func=_lineage)
+
     label = commands.add_parser("label", parents=remote, help="answer a record as the user owning --api-key")
     label.add_argument("record_id")
     choice = label.add_mutually_exclusive_group(required=True)
@@ -86,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--output", type=Path, required=True)
+    export.add_argument(
+        "--lineage", action="store_true", help="add each record's lineage (JSONL: nested; CSV: a JSON column)"
+    )
     export.set_defaults(func=_export)
 
     agreement = commands.add_parser(
@@ -121,6 +130,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     deactivate.add_argument("name")
     deactivate.set_defaults(func=_users_deactivate)
+
+    webhooks = commands.add_parser("webhooks", help="manage webhooks (owner)")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    hook_add = webhook_commands.add_parser(
+        "add", parents=remote, help="register an https:// (or loopback http://) URL; prints its secret once"
+    )
+    hook_add.add_argument("webhook_url", metavar="URL")  # not "url": that is --url, the queue's
+    hook_add.add_argument(
+        "--event",
+        action="append",
+        dest="events",
+        help="an event to send (repeatable; default all): record.created, response.created, "
+        "response.updated, record.completed",
+    )
+    hook_add.set_defaults(func=_webhooks_add)
+    hook_list = webhook_commands.add_parser(
+        "list", parents=remote, help="list webhooks, or one webhook's recent deliveries with --id"
+    )
+    hook_list.add_argument("--id", dest="webhook_id", help="show this webhook's deliveries as JSON")
+    hook_list.set_defaults(func=_webhooks_list)
+    hook_remove = webhook_commands.add_parser(
+        "remove", parents=remote, help="delete a webhook and its undelivered events"
+    )
+    hook_remove.add_argument("webhook_id")
+    hook_remove.set_defaults(func=_webhooks_remove)
 
     audit = subparsers.add_parser(
         "audit-labels", help="send the training rows with the highest loss to the queue"
@@ -288,6 +322,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 @_guard
+def _lineage(args: argparse.Namespace) -> int:
+    _print_json(_client(args).lineage(args.id))
+    return 0
+
+
+@_guard
 def _label(args: argparse.Namespace) -> int:
     body = {"discard": True} if args.discard else {"label": args.label}
     outcome = _client(args).respond(args.record_id, {**body, "note": args.note})
@@ -300,7 +340,7 @@ def _label(args: argparse.Namespace) -> int:
 
 @_guard
 def _export(args: argparse.Namespace) -> int:
-    exported, skipped = _client(args).export(args.format, args.output)
+    exported, skipped = _client(args).export(args.format, args.output, lineage=args.lineage)
     print(f"exported {exported} record(s) to {args.output}; skipped {skipped} without a final label")
     return 0
 
@@ -371,6 +411,32 @@ def _users_role(args: argparse.Namespace) -> int:
 def _users_deactivate(args: argparse.Namespace) -> int:
     user = _client(args).update_user(args.name, active=False)
     print(f"deactivated {user['name']}")
+    return 0
+
+
+@_guard
+def _webhooks_add(args: argparse.Namespace) -> int:
+    hook = _client(args).create_webhook(args.webhook_url, args.events)
+    print(f"created webhook {hook['id']} -> {hook['url']} for {', '.join(hook['events'])}")
+    print(f"signing secret (shown once): {hook['secret']}")
+    return 0
+
+
+@_guard
+def _webhooks_list(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.webhook_id:
+        _print_json(client.get_webhook(args.webhook_id))
+        return 0
+    for hook in client.list_webhooks():
+        print(f"{hook['id']:<20} {hook['url']}  [{', '.join(hook['events'])}]")
+    return 0
+
+
+@_guard
+def _webhooks_remove(args: argparse.Namespace) -> int:
+    _client(args).delete_webhook(args.webhook_id)
+    print(f"removed webhook {args.webhook_id}")
     return 0
 
 

@@ -127,9 +127,16 @@ class QueueClient:
     def agreement(self) -> dict[str, Any]:
         return self.call("GET", "/agreement")
 
-    def export(self, fmt: str, output: Path) -> tuple[int, int]:
-        """Write the export to ``output`` (whole or not at all); returns (exported, skipped unlabelled)."""
-        response = self.request("GET", "/export", params={"format": fmt}, stream=True)
+    def lineage(self, record_or_request_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/lineage/{quote(record_or_request_id, safe='')}")
+
+    def export(self, fmt: str, output: Path, lineage: bool = False) -> tuple[int, int]:
+        """Write the export to ``output`` (whole or not at all); returns (exported, skipped unlabelled).
+
+        ``lineage`` adds each record's lineage (a nested object in JSONL, a JSON column in CSV).
+        """
+        params = {"format": fmt, "lineage": "true" if lineage else "false"}
+        response = self.request("GET", "/export", params=params, stream=True)
         output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(f".{output.name}.partial")
         try:
@@ -163,3 +170,17 @@ class QueueClient:
 
     def update_user(self, name: str, **changes: Any) -> dict[str, Any]:
         return self.call("PATCH", f"/users/{quote(name, safe='')}", json=changes)
+
+    # -- webhooks (owner) ---------------------------------------------------------------------
+    def create_webhook(self, url: str, events: Sequence[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"url": url} if events is None else {"url": url, "events": list(events)}
+        return self.call("POST", "/webhooks", json=body)
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/webhooks")["webhooks"]
+
+    def get_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/webhooks/{quote(webhook_id, safe='')}")
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.call("DELETE", f"/webhooks/{quote(webhook_id, safe='')}")

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from glassbox.annotation.lineage import lineage_of
 from glassbox.contract.records import FEATURE_PREFIX
 from glassbox.errors import InvalidInput
 
@@ -35,12 +36,17 @@ def _labelled(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator
         yield record
 
 
-def export_jsonl(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator[str]:
+def export_jsonl(
+    records: Iterable[dict[str, Any]], stats: ExportStats, lineage: bool = False
+) -> Iterator[str]:
     for record in _labelled(records, stats):
+        if lineage:
+            record = {**record, "lineage": lineage_of(record)}
         yield json.dumps(record, separators=(",", ":")) + "\n"
 
 
-def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterator[str]:
+def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats, lineage: bool = False) -> Iterator[str]:
+    """One row per record; ``lineage`` adds a ``lineage`` column (JSON text) before the features."""
     buffer = io.StringIO()
     writer: csv.writer | None = None
     feature_names: list[str] = []
@@ -48,7 +54,8 @@ def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterato
         if writer is None:  # the header takes the feature names of the first record
             feature_names = list(record["features"])
             writer = csv.writer(buffer)
-            writer.writerow([*CSV_COLUMNS, *(FEATURE_PREFIX + name for name in feature_names)])
+            extra = ["lineage"] if lineage else []
+            writer.writerow([*CSV_COLUMNS, *extra, *(FEATURE_PREFIX + name for name in feature_names)])
         metadata = record.get("metadata") or {}
         writer.writerow(
             [
@@ -57,6 +64,7 @@ def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterato
                 record["request_id"], record["timestamp"], metadata.get("row_index", ""),
                 metadata.get("loss", ""), json.dumps(record.get("responses", [])),
                 json.dumps(record.get("decoded") or {}), json.dumps(metadata),
+                *([json.dumps(lineage_of(record), separators=(",", ":"))] if lineage else []),
                 *(record["features"].get(name, "") for name in feature_names),
             ]
         )  # fmt: skip
@@ -65,9 +73,11 @@ def export_csv(records: Iterable[dict[str, Any]], stats: ExportStats) -> Iterato
         buffer.truncate()
 
 
-def export_lines(records: Iterable[dict[str, Any]], fmt: str, stats: ExportStats) -> Iterator[str]:
+def export_lines(
+    records: Iterable[dict[str, Any]], fmt: str, stats: ExportStats, lineage: bool = False
+) -> Iterator[str]:
     if fmt == "jsonl":
-        return export_jsonl(records, stats)
+        return export_jsonl(records, stats, lineage)
     if fmt == "csv":
-        return export_csv(records, stats)
+        return export_csv(records, stats, lineage)
     raise InvalidInput(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -14,6 +14,7 @@ no multipart dependency is needed.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,6 +32,16 @@ from glassbox.contract.records import STATUSES
 from glassbox.errors import GlassboxError, InvalidInput
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(seconds: float | None) -> str:
+    """An epoch time as UTC text for the pages (``—`` for none)."""
+    if seconds is None:
+        return "—"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["when"] = _when
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -151,6 +162,19 @@ async def lead(request: Request) -> Response:
     return _render(request, "lead.html", user=who, overview=overview)
 
 
+async def lineage(request: Request) -> Response:
+    """One prediction's lineage (``QueueService.lineage``), by record id or prediction id (puid)."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return _render(request, "login.html")
+    wanted = request.path_params["record_id"]
+    try:
+        found = await run_in_threadpool(request.app.state.service.lineage, who, wanted)
+    except GlassboxError as exc:
+        return _render(request, "problem.html", exc.status_code, user=who, error=exc.message)
+    return _render(request, "lineage.html", user=who, lineage=found)
+
+
 async def login(request: Request) -> Response:
     key = (await _form(request)).get("api_key", "").strip()
     service = request.app.state.service
@@ -268,6 +292,7 @@ def review_routes() -> list[Route]:
         Route("/review/logout", logout, methods=["POST"]),
         Route("/review/records", record_list),
         Route("/review/lead", lead),
+        Route("/review/lineage/{record_id:path}", lineage),
         Route("/review/records/{record_id:path}", one_record),
         Route("/review/records/{record_id:path}", answer, methods=["POST"]),
     ]

@@ -17,13 +17,23 @@ from glassbox.annotation.auth import Principal, authenticate, check_role, hash_k
 from glassbox.annotation.explanations import fetch_explanation
 from glassbox.annotation.export import ExportStats, export_lines
 from glassbox.annotation.feedback import FeedbackSender, Sweeper
+from glassbox.annotation.lineage import ANCHOR_METHOD, lineage_of
 from glassbox.annotation.metrics import QueueMetrics
 from glassbox.annotation.record_query import RecordQuery, parse_record_query
 from glassbox.annotation.records import validate_bulk
 from glassbox.annotation.settings import QueueSettings
 from glassbox.annotation.store import Store, open_store
+from glassbox.annotation.store.webhooks import WebhookTables
+from glassbox.annotation.webhooks import (
+    EVENTS,
+    WebhookSender,
+    check_events,
+    check_url,
+    new_secret,
+    register_metrics,
+)
 from glassbox.contract.records import SOURCES, STATUSES
-from glassbox.errors import Conflict, GlassboxError, InvalidInput
+from glassbox.errors import Conflict, GlassboxError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,8 @@ LIVE_SETTINGS = ("min_submitted",)
 DISAGREEMENTS_SHOWN = 100
 # Seconds the list view's choices (sources, model versions, labels present) are reused.
 FACETS_TTL = 30.0
+# Newest deliveries shown by GET /api/v1/webhooks/{id}.
+WEBHOOK_DELIVERIES_SHOWN = 50
 
 
 class QueueService:
@@ -58,16 +70,33 @@ class QueueService:
             on_outcome=self._count_feedback,
         )
         self._sweeper = Sweeper(self._sweep, settings.feedback_sweep_seconds)
+        # Webhooks: their own sender thread, so a slow receiver never delays the model's feedback.
+        self.webhooks = WebhookTables(self.store)
+        self._webhook_outcomes = register_metrics(self.metrics.registry, self.store)
+        self.webhook_sender = WebhookSender(
+            self.store,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff_seconds,
+            backoff_max=settings.webhook_backoff_max_seconds,
+            timeout=settings.webhook_timeout,
+            lease=settings.webhook_lease_seconds,
+            batch=settings.webhook_batch,
+            on_outcome=lambda outcome: self._webhook_outcomes.labels(outcome).inc(),
+        )
+        self._webhook_sweeper = Sweeper(self.webhook_sender.send_due, settings.webhook_sweep_seconds)
         self._facets: tuple[float, dict[str, list[str]]] = (-math.inf, {})
         self.bootstrap_owner()
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._sweeper.start()
+        self._webhook_sweeper.start()
 
     def stop(self) -> None:
         self.feedback.stop()  # hands back claimed rows it will not send, for the other replicas
         self._sweeper.stop()
+        self.webhook_sender.stop()  # hands back claimed deliveries it will not send
+        self._webhook_sweeper.stop()
         self.store.close()
 
     def _count_feedback(self, outcome: str, reward: int) -> None:
@@ -109,6 +138,8 @@ class QueueService:
         for outcome in ("created", "existing"):
             self.metrics.intake.labels(outcome).inc(result[outcome])
         self.metrics.intake.labels("invalid").inc(len(errors))
+        if created:
+            self._webhook_sweeper.wake()  # delivers record.created now rather than at the next sweep
         return result
 
     # -- review ----------------------------------------------------------------------------
@@ -145,8 +176,8 @@ class QueueService:
             except GlassboxError as exc:
                 record["explanation_error"] = f"no explanation yet: {exc.message}"
             else:
-                self.store.set_explanation(record_id, explanation)
-                record["explanation"] = explanation
+                self.store.set_explanation(record_id, explanation, ANCHOR_METHOD)
+                record = self.store.get_record(record_id)  # with the stored method and fetch time
         return record
 
     def next_record(self, who: Principal) -> dict[str, Any]:
@@ -175,6 +206,7 @@ class QueueService:
             record_id, who.name, kind=kind, label=label, note=note, min_submitted=self.min_submitted()
         )
         self.metrics.responses.labels(kind).inc()
+        self._webhook_sweeper.wake()
         if outcome["completed"]:
             self.metrics.time_to_label.observe(outcome["time_to_label"])
             self._sweeper.wake()  # sends the feedback now rather than at the next sweep
@@ -251,6 +283,30 @@ class QueueService:
             raise InvalidInput("an owner cannot deactivate themself")
         return self.store.update_user(name, role=role, active=active)
 
+    # -- webhooks ----------------------------------------------------------------------------
+    def create_webhook(self, who: Principal, body: Any) -> dict[str, Any]:
+        """Register ``{"url", "events"}`` (events default to all); the signing secret is shown once."""
+        who.require("owner")
+        if not isinstance(body, dict) or "url" not in body or set(body) - {"url", "events"}:
+            raise InvalidInput(f'body must be {{"url": "https://...", "events": [some of {list(EVENTS)}]}}')
+        url = check_url(body["url"])
+        events = check_events(body.get("events", list(EVENTS)))
+        secret = new_secret()
+        return {**self.webhooks.create(url, events, secret, who.name), "secret": secret}
+
+    def list_webhooks(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("owner")
+        return self.webhooks.list_all()
+
+    def get_webhook(self, who: Principal, webhook_id: str) -> dict[str, Any]:
+        """A webhook, its delivery counts by state and its ``WEBHOOK_DELIVERIES_SHOWN`` newest deliveries."""
+        who.require("owner")
+        return self.webhooks.get(webhook_id, WEBHOOK_DELIVERIES_SHOWN)
+
+    def delete_webhook(self, who: Principal, webhook_id: str) -> None:
+        who.require("owner")
+        self.webhooks.delete(webhook_id)
+
     # -- the caller's own account -------------------------------------------------------------
     def whoami(self, who: Principal) -> dict[str, Any]:
         who.require("annotator")
@@ -318,7 +374,18 @@ class QueueService:
             "annotators": annotators,
         }
 
-    def export(self, who: Principal, fmt: str, stats: ExportStats) -> Iterator[str]:
-        """Lines of the export of every reviewed (completed or discarded) record; fills ``stats``."""
+    def lineage(self, who: Principal, record_or_request_id: str) -> dict[str, Any]:
+        """The lineage of a record id, or of every record of a prediction id (Seldon ``puid``)."""
+        who.require("annotator")
+        records = self.store.lineage_records(record_or_request_id)
+        if not records:
+            raise NotFound(f"no record or prediction with id {record_or_request_id!r}")
+        return {"id": record_or_request_id, "records": [lineage_of(record) for record in records]}
+
+    def export(self, who: Principal, fmt: str, stats: ExportStats, lineage: bool = False) -> Iterator[str]:
+        """Lines of the export of every reviewed (completed or discarded) record; fills ``stats``.
+
+        ``lineage`` adds each record's lineage (``lineage.lineage_of``).
+        """
         who.require("admin")
-        return export_lines(self.store.iter_reviewed(("completed", "discarded")), fmt, stats)
+        return export_lines(self.store.iter_reviewed(("completed", "discarded")), fmt, stats, lineage)

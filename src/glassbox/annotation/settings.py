@@ -77,6 +77,29 @@ class QueueSettings(BaseSettings):
         "", description="Base URL of the explainer microservice, asked when a record has no explanation."
     )
     explainer_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one explanation.")
+    webhook_max_attempts: int = Field(
+        8,
+        ge=1,
+        description="Attempts at one webhook delivery before it goes 'dead' with its last error (transient "
+        "errors only: a 4xx answer other than 408/425/429 is dead at once).",
+    )
+    webhook_backoff_seconds: float = Field(
+        2.0, gt=0, description="Wait after a delivery's first failed attempt; doubles with each further one."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        600.0, gt=0, description="Longest wait between two attempts at one webhook delivery."
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a webhook receiver's answer.")
+    webhook_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a sender owns the deliveries it claimed; a dead sender's come due again "
+        "after it. At least webhook_timeout + 5 s.",
+    )
+    webhook_batch: int = Field(50, ge=1, le=1000, description="Deliveries one claim takes from the outbox.")
+    webhook_sweep_seconds: float = Field(
+        10.0, gt=0, description="How often the webhook sender looks for due deliveries (retries, others')."
+    )
     session_secret: str = Field(
         "", description="Secret that signs the review page's session cookie; empty = random per process."
     )
@@ -89,5 +112,10 @@ class QueueSettings(BaseSettings):
             raise ValueError(
                 f"feedback_lease_seconds ({self.feedback_lease_seconds:g}) must be at least "
                 f"feedback_timeout + 5 ({self.feedback_timeout + 5:g})"
+            )
+        if self.webhook_lease_seconds < self.webhook_timeout + 5:
+            raise ValueError(
+                f"webhook_lease_seconds ({self.webhook_lease_seconds:g}) must be at least "
+                f"webhook_timeout + 5 ({self.webhook_timeout + 5:g})"
             )
         return self

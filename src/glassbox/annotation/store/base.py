@@ -21,6 +21,14 @@ from typing import Any
 from glassbox.annotation.consensus import decide
 from glassbox.annotation.records import RecordIn
 from glassbox.annotation.store.migrations import MIGRATION_TABLE, MIGRATIONS
+from glassbox.annotation.store.outbox import Outbox, claim_due, finish_claim, release_claims
+from glassbox.annotation.store.webhooks import (
+    WEBHOOKS_MIGRATION,
+    enqueue_events,
+    record_completed,
+    record_created,
+    response_saved,
+)
 from glassbox.errors import Conflict, InvalidInput, NotFound
 
 # Columns written by the intake, in order.
@@ -37,6 +45,14 @@ SORTS = {
     "newest": "created_at DESC, id DESC",  # one direction: the index (created_at, id) read backwards
 }
 FEEDBACK_STATES = ("pending", "sent", "dead")
+FEEDBACK_OUTBOX = Outbox(
+    "records",
+    "feedback_state",
+    "feedback_next_attempt_at",
+    "feedback_attempts",
+    "feedback_error",
+    claimable="status = 'completed'",  # as before the outbox was shared: completed records only
+)
 
 
 class Params(list):
@@ -98,6 +114,8 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "timestamp": row["timestamp"],
         **payload,
         "explanation": json.loads(row["explanation"]) if row["explanation"] else None,
+        "explanation_method": row.get("explanation_method"),
+        "explanation_fetched_at": row.get("explanation_fetched_at"),
         "final_label": row["final_label"],
         "created_at": row["created_at"],
         "completed_at": row["completed_at"],
@@ -162,7 +180,16 @@ class SqlStore(ABC):
                     (migration.version, migration.name, time.time()),
                 )
                 applied_now.append(migration.version)
+        self._schema_versions = frozenset(done | set(applied_now))
         return applied_now
+
+    # The versions migrate() found or applied; a store opened without migrating assumes the newest.
+    _schema_versions: frozenset[int] = frozenset({WEBHOOKS_MIGRATION})
+
+    def _enqueue_events(self, cur: Cursor, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Webhook events, in the caller's transaction; none in a schema from before the webhooks."""
+        if WEBHOOKS_MIGRATION in self._schema_versions:
+            enqueue_events(cur, events)
 
     def schema_version(self) -> int:
         with self.transaction() as cur:
@@ -187,6 +214,7 @@ class SqlStore(ABC):
                     "ON CONFLICT (id) DO NOTHING RETURNING id"
                 )
                 created.update(row["id"] for row in cur.execute(sql, params).fetchall())
+            self._enqueue_events(cur, record_created(records, created))  # webhooks: in this transaction
         return created
 
     # -- reading ---------------------------------------------------------------------------
@@ -280,12 +308,23 @@ class SqlStore(ABC):
         return {"correct": int(row["correct"] or 0), "wrong": int(row["wrong"] or 0)}
 
     # -- review ----------------------------------------------------------------------------
-    def set_explanation(self, record_id: str, explanation: dict[str, Any]) -> None:
+    def set_explanation(self, record_id: str, explanation: dict[str, Any], method: str = "") -> None:
+        """Store a fetched explanation with its method and fetch time (the lineage shows both)."""
         with self.transaction(write=True) as cur:
             cur.execute(
-                "UPDATE records SET explanation = $1 WHERE id = $2 AND explanation IS NULL",
-                (json.dumps(explanation), record_id),
+                "UPDATE records SET explanation = $1, explanation_method = $2, explanation_fetched_at = $3 "
+                "WHERE id = $4 AND explanation IS NULL",
+                (json.dumps(explanation), method or None, time.time(), record_id),
             )
+
+    def lineage_records(self, record_or_request_id: str) -> list[dict[str, Any]]:
+        """The record with this id, or every record of this prediction (Seldon puid), with responses."""
+        with self.transaction() as cur:
+            rows = cur.execute(
+                "SELECT * FROM records WHERE id = $1 OR request_id = $1 ORDER BY id", (record_or_request_id,)
+            ).fetchall()
+        found = self.responses_of([row["id"] for row in rows])
+        return [{**record_from_row(row), "responses": found[row["id"]]} for row in rows]
 
     def add_response(
         self,
@@ -313,6 +352,10 @@ class SqlStore(ABC):
             classes = list(json.loads(row["payload"])["probabilities"])
             if kind == "label" and label not in classes:
                 raise InvalidInput(f"label {label!r} is not one of this record's classes {classes}")
+            answered = cur.execute(
+                "SELECT 1 AS found FROM responses WHERE record_id = $1 AND user_name = $2",
+                (record_id, user_name),
+            ).fetchone()
             cur.execute(
                 "INSERT INTO responses (record_id, user_name, kind, label, note, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (record_id, user_name) DO UPDATE SET "
@@ -320,6 +363,8 @@ class SqlStore(ABC):
                 "created_at = excluded.created_at",
                 (record_id, user_name, kind, label, note, now),
             )
+            # Webhook events, written in this transaction (store/webhooks.py).
+            events = [response_saved(record_id, user_name, kind, label, note, now, answered is not None)]
             answers = cur.execute(
                 "SELECT kind, label FROM responses WHERE record_id = $1", (record_id,)
             ).fetchall()
@@ -327,6 +372,7 @@ class SqlStore(ABC):
             outcome = decide(answers, min_submitted)
             if outcome is None:
                 cur.execute("UPDATE records SET disagreement = $1 WHERE id = $2", (disagreement, record_id))
+                self._enqueue_events(cur, events)
                 return {"status": "pending", "final_label": None, "completed": False, "time_to_label": None}
             status, final_label = outcome
             owes = status == "completed" and row["source"] == "prediction" and row["feedback_state"] is None
@@ -343,6 +389,9 @@ class SqlStore(ABC):
                     record_id,
                 ),
             )
+            if status == "completed":
+                events.append(record_completed(row, final_label, now))
+            self._enqueue_events(cur, events)
         return {
             "status": status,
             "final_label": final_label,
@@ -448,7 +497,7 @@ class SqlStore(ABC):
                 ids = Params()
                 responses: dict[str, list] = {row["id"]: [] for row in rows}
                 for answer in cur.execute(
-                    "SELECT record_id, user_name, kind, label, note FROM responses "
+                    "SELECT record_id, user_name, kind, label, note, created_at FROM responses "
                     f"WHERE record_id IN ({', '.join(ids(row['id']) for row in rows)}) ORDER BY created_at",
                     ids,
                 ).fetchall():
@@ -470,22 +519,8 @@ class SqlStore(ABC):
         Rows whose every attempt was claimed without an outcome (their sender died each time) go
         dead here instead of being claimed again.
         """
-        now = time.time()
-        due = "feedback_state = 'pending' AND feedback_next_attempt_at <= $1"
         with self.transaction(write=True) as cur:
-            cur.execute(
-                "UPDATE records SET feedback_state = 'dead', feedback_error = COALESCE(feedback_error, "
-                "'claimed ' || feedback_attempts || ' times without an outcome (the sender stopped)') "
-                f"WHERE id IN (SELECT id FROM records WHERE {due} AND feedback_attempts >= $2"
-                f"{self.skip_locked})",
-                (now, max_attempts),
-            )
-            rows = cur.execute(
-                "UPDATE records SET feedback_attempts = feedback_attempts + 1, feedback_next_attempt_at = $3 "
-                f"WHERE id IN (SELECT id FROM records WHERE {due} AND status = 'completed' "
-                f"ORDER BY feedback_next_attempt_at, id LIMIT $2{self.skip_locked}) RETURNING *",
-                (now, limit, now + lease_seconds),
-            ).fetchall()
+            rows = claim_due(cur, FEEDBACK_OUTBOX, self.skip_locked, limit, lease_seconds, max_attempts)
         rows.sort(key=lambda row: (row["completed_at"] or 0.0, row["id"]))
         return [record_from_row(row) for row in rows]
 
@@ -498,31 +533,21 @@ class SqlStore(ABC):
         out and someone else claimed the row, or an admin reopened the record).
         """
         if error is None:
-            state, values = "sent", (time.time(), None, None)
+            values = {"feedback_state": "sent", "feedback_sent_at": time.time()}
+            values |= {"feedback_next_attempt_at": None, "feedback_error": None}
         else:
-            state, values = ("pending" if retry_at is not None else "dead"), (None, retry_at, error[:1000])
+            state = "pending" if retry_at is not None else "dead"
+            values = {"feedback_state": state, "feedback_sent_at": None}
+            values |= {"feedback_next_attempt_at": retry_at, "feedback_error": error[:1000]}
         with self.transaction(write=True) as cur:
-            row = cur.execute(
-                "UPDATE records SET feedback_state = $1, feedback_sent_at = $2, "
-                "feedback_next_attempt_at = $3, feedback_error = $4 "
-                "WHERE id = $5 AND feedback_state = 'pending' AND feedback_next_attempt_at = $6 "
-                "RETURNING feedback_state",
-                (state, *values, claimed["id"], claimed["feedback_next_attempt_at"]),
-            ).fetchone()
-        return row["feedback_state"] if row else None
+            row = finish_claim(cur, FEEDBACK_OUTBOX, claimed, values)
+        return row["state"] if row else None
 
     def release_feedback(self, claimed: Sequence[dict[str, Any]]) -> None:
         """Hand back claimed rows that were not attempted (a stopping sender): due now, attempt uncounted."""
-        if not claimed:
-            return
-        with self.transaction(write=True) as cur:
-            for row in claimed:
-                cur.execute(
-                    "UPDATE records SET feedback_attempts = feedback_attempts - 1, "
-                    "feedback_next_attempt_at = $1 "
-                    "WHERE id = $2 AND feedback_state = 'pending' AND feedback_next_attempt_at = $3",
-                    (time.time(), row["id"], row["feedback_next_attempt_at"]),
-                )
+        if claimed:
+            with self.transaction(write=True) as cur:
+                release_claims(cur, FEEDBACK_OUTBOX, claimed)
 
     def feedback_counts(self) -> dict[str, int]:
         """Rows of the feedback outbox by state (every state present)."""

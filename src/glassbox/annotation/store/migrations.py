@@ -112,6 +112,50 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE users ADD COLUMN session_generation INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        6,
+        "webhooks and their delivery outbox",
+        (
+            # The secret is kept as given: signing needs it (unlike an API key, which is only compared).
+            """CREATE TABLE webhooks (
+                id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                events TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            # One row per (event, webhook), written in the transaction of the change that caused it.
+            """CREATE TABLE webhook_deliveries (
+                id TEXT PRIMARY KEY,
+                webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+                event_id TEXT NOT NULL,
+                event TEXT NOT NULL,
+                body TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at DOUBLE PRECISION,
+                last_status INTEGER,
+                last_error TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                delivered_at DOUBLE PRECISION
+            )""",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) "
+            "WHERE state = 'pending'",
+            "CREATE INDEX webhook_deliveries_recent ON webhook_deliveries (webhook_id, created_at)",
+        ),
+    ),
+    Migration(
+        7,
+        "lineage: each explanation's method and fetch time, records by prediction id",
+        (
+            # Set when the queue fetches an explanation from the explainer; NULL for one given at intake.
+            "ALTER TABLE records ADD COLUMN explanation_method TEXT",
+            "ALTER TABLE records ADD COLUMN explanation_fetched_at DOUBLE PRECISION",
+            # A lineage by Seldon puid reads every record of that request.
+            "CREATE INDEX records_request ON records (request_id)",
+        ),
+    ),
 )
 
 MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

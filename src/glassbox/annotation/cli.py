@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from glassbox.contract.records import SOURCES
+
 
 def _remote() -> argparse.ArgumentParser:
     """The options of every command that calls the service."""
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # -- through the service's HTTP API -------------------------------------------------------
     listing = commands.add_parser("list", parents=remote, help="list records with filters and a sort")
     listing.add_argument("--status", choices=("pending", "completed", "discarded"))
-    listing.add_argument("--source", choices=("prediction", "training-audit"))
+    listing.add_argument("--source", choices=SOURCES)
     listing.add_argument("--model-version")
     listing.add_argument("--predicted-label")
     listing.add_argument("--certainty-min", type=float)

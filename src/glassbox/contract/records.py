@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from glassbox.contract.labels import Certainty
 from glassbox.contract.schema import FeatureSchema
 
-SOURCES = ("prediction", "training-audit")
+# Where a record comes from: an uncertain prediction, the label audit, the drift/outlier monitor, a batch
+# explanation run (glassbox explain-batch).
+SOURCES = ("prediction", "training-audit", "outlier", "batch-explain")
 FEATURE_PREFIX = "feature:"  # the queue's CSV export: one column per feature, read back by training
 STATUSES = ("pending", "completed", "discarded")
 
@@ -189,7 +191,7 @@ class IntakeRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=256)
-    source: Literal["prediction", "training-audit"]
+    source: Literal["prediction", "training-audit", "outlier", "batch-explain"]
     features: dict[str, float] = Field(min_length=1)
     decoded: dict[str, Any] = Field(default_factory=dict)
     probabilities: dict[str, float] = Field(min_length=2)

@@ -1,0 +1,1 @@
+"""Batch explanations and label audits on Ray (``glassbox explain-batch``)."""

@@ -1,0 +1,1 @@
+"""Drift and outlier monitoring of live traffic (the monitor component)."""

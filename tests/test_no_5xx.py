@@ -33,6 +33,14 @@ RECORD = {
     "Capital Gain": 2174, "Capital Loss": 0, "Hours per week": 40, "Country": "United-States",
 }  # fmt: skip
 CHEAP = {"params": {"coverage_samples": 10, "batch_size": 10, "min_samples_start": 10, "max_anchor_size": 1}}
+# Attributions, reason codes and a cheap counterfactual search (issue #13), with anchors.
+MORE_METHODS = {
+    **CHEAP,
+    "method": ["anchors", "attributions", "counterfactuals"],
+    "attributions": {"classes": "all"},
+    "reason_codes": {"top_k": 3},
+    "counterfactuals": {"k": 1, "method": "random", "sample_size": 10},
+}
 MODEL_EXAMPLES = 5500
 EXPLAINER_EXAMPLES = 4500
 FUZZ = settings(
@@ -70,7 +78,10 @@ EXPLAINER_BODIES = {
         {"jsonData": {"instances": [RECORD], "names": None, **CHEAP, "job": "submit"}},
         {"jsonData": {"job_id": "0123456789abcdef"}},
     ],
-    "/api/v1.0/explain": [{"data": {"ndarray": [ROW]}, "meta": {"tags": {"explain": CHEAP}}}],
+    "/api/v1.0/explain": [
+        {"data": {"ndarray": [ROW]}, "meta": {"tags": {"explain": CHEAP}}},
+        {"data": {"ndarray": [ROW]}, "meta": {"tags": {"explain": MORE_METHODS}}},  # issue #13
+    ],
     "/api/v1.0/feedback": [{"request": PREDICTION, "reward": 1}],
 }
 GETS = [

@@ -81,14 +81,16 @@ if [[ ! -f artifacts/loanclassifier/LATEST ]]; then
 fi
 make images images-baked IMAGE_TAG="$TAG"
 docker pull "$TEST_IMAGE"
-for image in "loanclassifier:$TAG-baked" "loanclassifier-explainer:$TAG-baked" "glassbox-queue:$TAG" "$TEST_IMAGE"; do
+for image in "loanclassifier:$TAG-baked" "loanclassifier-explainer:$TAG-baked" "glassbox-queue:$TAG" \
+  "glassbox-monitor:$TAG-baked" "$TEST_IMAGE"; do
   kind load docker-image "$image" --name "$CLUSTER"
 done
 
 step "chart"
 "$GLASSBOX" deploy install --release "$RELEASE" -n "$NAMESPACE" --chart charts/glassbox \
   -f charts/glassbox/examples/kind.yaml \
-  --set "model.image.tag=$TAG-baked" --set "explainer.image.tag=$TAG-baked" --timeout 900
+  --set "model.image.tag=$TAG-baked" --set "explainer.image.tag=$TAG-baked" \
+  --set "monitor.image.tag=$TAG-baked" --timeout 900
 "$GLASSBOX" deploy status --release "$RELEASE" -n "$NAMESPACE"
 helm test "$RELEASE" -n "$NAMESPACE" --logs
 

@@ -18,6 +18,9 @@ PARTS = (
     "glassbox.annotation.cli",
     "glassbox.deploy.cli",
     "glassbox.stack.cli",
+    "glassbox.stack.serve_v2",  # glassbox serve-v2: the model or the explainer on MLServer (V2)
+    "glassbox.batch.cli",  # after annotation's: it adds --workers/--ray-address to audit-labels
+    "glassbox.monitor.cli",  # glassbox monitor serve: drift and outliers from the model's traffic
 )
 
 

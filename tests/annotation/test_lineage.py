@@ -15,11 +15,12 @@ from conftest import QUEUE_FEATURES
 from glassbox.pipeline.corrections import read_export
 from glassbox.stack.process import venv_bin
 
+from .explain_support import expected_method, queue_env
 from .feedback_support import adult_records, feedback_log, wait_for
 from .test_review_page import ANCHOR
 
 LINEAGE_KEYS = {"record_id", "request_id", "source", "timestamp", "request", "prediction", "explanations",
-                "responses", "consensus", "feedback"}  # fmt: skip
+                "responses", "consensus", "feedback", "explanation_state"}  # fmt: skip
 
 
 def seed(queue, queue_record) -> dict[str, str]:
@@ -60,7 +61,11 @@ def test_lineage_by_prediction_id_and_by_record_id(start_queue, queue_record) ->
     [explanation] = first["explanations"]
     assert explanation["method"] == "AnchorTabular" and explanation["origin"] == "intake"
     assert explanation["explanation"] == ANCHOR and explanation["computed_at"] > 0
+    assert explanation["reason_codes"] is None  # an anchor-only explanation has none
+    assert first["explanation_state"]["state"] == "done"  # given at intake
     assert second["explanations"] == []
+    assert second["explanation_state"] == {"state": None, "attempts": 0, "last_error": None,
+                                           "next_attempt_at": None}  # fmt: skip
     answers = [(a["user_name"], a["answer"], a["note"]) for a in first["responses"]]
     assert answers == [("ann", ">50K", "capital gain"), ("bob", ">50K", "")]
     assert all(a["created_at"] > 0 for a in first["responses"])
@@ -131,6 +136,12 @@ def test_export_carries_the_lineage_behind_a_flag(start_queue, queue_record, tmp
     assert [r["record_id"] for r in json.loads(shown.stdout)["records"]] == ["req-1:0", "req-1:1"]
 
 
+def lineage_explained(queue, wanted: str) -> dict | None:
+    """The only record of ``wanted``'s lineage once its background explanation is done, else None."""
+    [record] = queue.call("GET", f"/api/v1/lineage/{wanted}").json()["records"]
+    return record if record["explanation_state"]["state"] == "done" else None
+
+
 def lineage_once(queue, wanted: str, state: str) -> dict | None:
     """The only record of ``wanted``'s lineage once its feedback is in ``state``, else None."""
     [record] = queue.call("GET", f"/api/v1/lineage/{wanted}").json()["records"]
@@ -152,6 +163,7 @@ def test_lineage_shows_the_fetched_explanation_and_the_models_feedback(
         GLASSBOX_QUEUE_FEEDBACK_URL=model.url,
         GLASSBOX_QUEUE_FEEDBACK_SWEEP_SECONDS="0.5",
         GLASSBOX_QUEUE_EXPLAINER_URL=explainer.url,
+        **queue_env(trained_artifacts),
     )
     good, refused = adult_records(adult_test_rows[:2], "lin")
     refused["features"]["Sex"] = 7.0  # no such category code: the model refuses this feedback (400)
@@ -160,9 +172,11 @@ def test_lineage_shows_the_fetched_explanation_and_the_models_feedback(
     )
 
     before = queue.call("GET", "/api/v1/lineage/lin-0").json()["records"][0]
-    assert before["explanations"] == [] and before["feedback"]["state"] is None
-    opened = queue.call("GET", "/api/v1/records/lin-0:0")  # the review flow fetches the explanation
-    assert opened.status_code == 200 and opened.json()["explanation"]["anchor"] is not None
+    assert before["feedback"]["state"] is None
+    # Explained in the background from intake on: done without anyone opening the record.
+    explained = wait_for(lambda: lineage_explained(queue, "lin-0"), timeout=120)
+    assert explained["explanation_state"]["attempts"] == 1
+    assert queue.call("GET", "/api/v1/records/lin-0:0").json()["explanation"]["anchor"] is not None
     for record in (good, refused):
         body = {"label": record["predicted_label"]}  # agrees with the model: reward 1
         assert queue.call("POST", f"/api/v1/records/{record['id']}/responses", json=body).json()["completed"]
@@ -170,7 +184,9 @@ def test_lineage_shows_the_fetched_explanation_and_the_models_feedback(
     wait_for(lambda: feedback_log(model) == {"lin-0": 1})
     sent = wait_for(lambda: lineage_once(queue, "lin-0", "sent"))
     [explanation] = sent["explanations"]
-    assert explanation["method"] == "AnchorTabular" and explanation["origin"] == "explainer"
+    assert (
+        explanation["method"] == expected_method(trained_artifacts) and explanation["origin"] == "explainer"
+    )
     assert explanation["explanation"]["instance"]["Age"] == adult_test_rows[0][0]
     assert sent["request"]["features"] == dict(
         zip(QUEUE_FEATURES, map(float, adult_test_rows[0]), strict=True)

@@ -78,15 +78,20 @@ def test_defaults_render_every_kind_once(helm_bin):
         [
             "ConfigMap",
             "Deployment",
+            "Deployment",
+            "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
             "PersistentVolumeClaim",
             "Pod",
             "PodMonitor",
+            "PrometheusRule",
             "Secret",
             "SeldonDeployment",
             "SeldonDeployment",
             "Service",
+            "Service",
+            "ServiceMonitor",
             "ServiceMonitor",
         ]
     )

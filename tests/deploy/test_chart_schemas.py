@@ -24,7 +24,7 @@ EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 CASES = [None, *EXAMPLES]
 IDS = ["defaults", *(p.stem for p in EXAMPLES)]
 # Prometheus Operator kinds: no offline schema here; test_chart_render.py checks their fields.
-OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor"}
+OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 
 pytestmark = pytest.mark.helm
 

@@ -48,9 +48,9 @@ def test_components_work_together_as_the_chart_wires_them(
     docs = Helm(binary=helm_bin, namespace="ml").render(
         "glassbox", CHART, (), ["model.uncertaintyThreshold=1.0"]
     )
-    queue_container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+    queue_container = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "glassbox-queue"
+    )["spec"]["template"]["spec"]["containers"][0]
     queue_env = rendered_env(docs, queue_container)
     queue_port = free_port()
     queue_env |= {
@@ -70,9 +70,33 @@ def test_components_work_together_as_the_chart_wires_them(
     )
     processes.append(queue.start(timeout=60))
 
+    # The drift and outlier monitor: the chart's command, args and env (its queue key from the Secret).
+    monitor_container = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "glassbox-monitor"
+    )["spec"]["template"]["spec"]["containers"][0]
+    monitor_env = rendered_env(docs, monitor_container)
+    assert monitor_env["GLASSBOX_MONITOR_QUEUE_URL"] == "http://glassbox-queue.ml.svc.cluster.local:8500"
+    monitor_env |= {
+        "GLASSBOX_MONITOR_QUEUE_URL": queue_url,
+        "GLASSBOX_MONITOR_ARTIFACTS": str(trained_artifacts),
+    }
+    monitor_port = free_port()
+    args = monitor_container["args"]
+    args = [*args[: args.index("--host")], "--host", "127.0.0.1", "--port", str(monitor_port)]
+    monitor_url = f"http://127.0.0.1:{monitor_port}"
+    monitor = ManagedProcess(
+        "monitor",
+        [venv_bin(monitor_container["command"][0]), *monitor_container["command"][1:], *args],
+        tmp_path / "monitor.log",
+        env=monitor_env,
+        health_url=monitor_url + monitor_container["readinessProbe"]["httpGet"]["path"],
+    )
+    processes.append(monitor.start(timeout=120))
+
     model_env = rendered_env(docs, seldon_container(docs, "loanclassifier"))
     assert model_env["GLASSBOX_MODEL_QUEUE_URL"] == "http://glassbox-queue.ml.svc.cluster.local:8500"
-    model_env |= {"GLASSBOX_MODEL_QUEUE_URL": queue_url}
+    assert model_env["GLASSBOX_MODEL_MONITOR_URL"] == "http://glassbox-monitor.ml.svc.cluster.local:8600"
+    model_env |= {"GLASSBOX_MODEL_QUEUE_URL": queue_url, "GLASSBOX_MODEL_MONITOR_URL": monitor_url}
     for mounted in ("GLASSBOX_MODEL_ARTIFACTS", "GLASSBOX_MODEL_OUTBOX_DIR"):
         model_env.pop(mounted)  # start_model_service points these at the test's directories
     model = start_model_service(trained_artifacts, tmp_path, env=model_env)
@@ -128,3 +152,15 @@ def test_components_work_together_as_the_chart_wires_them(
         time.sleep(0.5)
     assert records, f"nothing reached the queue; model log:\n{model.process.tail()}"
     assert records[0]["model_name"] == "loanclassifier"
+
+    # ... and its row (every row: monitor.sample=1 by default) reached the monitor.
+    def monitored_rows() -> float:
+        lines = requests.get(f"{monitor_url}/metrics", timeout=10).text.splitlines()
+        return sum(
+            float(line.split()[-1]) for line in lines if line.startswith("glassbox_monitor_rows_total")
+        )
+
+    deadline = time.monotonic() + 60
+    while monitored_rows() < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert monitored_rows() >= 1, f"nothing reached the monitor; model log:\n{model.process.tail()}"

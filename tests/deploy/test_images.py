@@ -24,12 +24,20 @@ DOCKERFILES = {
     "model": REPO / "models/loanclassifier/Dockerfile",
     "explainer": REPO / "explainers/loanclassifier-explainer/Dockerfile",
     "queue": REPO / "deploy/docker/queue.Dockerfile",
+    "monitor": REPO / "deploy/docker/monitor.Dockerfile",
     "baked": REPO / "deploy/docker/baked-artifacts.Dockerfile",
+    "v2": REPO / "deploy/docker/v2.Dockerfile",
 }
 
 
 # The extra each component's image installs: nothing else of the package's dependencies.
-EXTRAS = {"model": "model", "explainer": "explainer", "queue": "queue"}
+EXTRAS = {"model": "model", "explainer": "explainer", "queue": "queue", "monitor": "monitor", "v2": "v2"}
+# Images built from the repository root, and the constraints file each copies from it.
+ROOT_CONSTRAINTS = {
+    "queue": "requirements/constraints.txt",
+    "monitor": "requirements/constraints.txt",
+    "v2": "requirements/constraints-v2.txt",
+}
 RUNTIME_USER = str(VALUES["podSecurityContext"]["runAsUser"])
 
 
@@ -74,8 +82,8 @@ def pip_installs(path: Path) -> tuple[list[str], list[str]]:
     for (command,) in instructions(path, "RUN", stage="final"):  # what the image holds
         for part in command.split("&&"):
             words = shlex.split(part)
-            if words[:2] != ["pip", "install"]:
-                continue
+            if words[:2] != ["pip", "install"] or "--no-deps" in words:
+                continue  # --no-deps: requirements/no-deps.txt (dice-ml), test_no_deps_install_is_pinned
             options = iter(words[2:])
             for word in options:
                 if word in ("-r", "--requirement"):
@@ -114,8 +122,8 @@ def test_images_install_only_their_components_extra_with_the_constraints(name):
         for source, dest in (c[:2] for c in instructions(path, "COPY"))
     }
     constraint = constraint_files[0].removeprefix("./")
-    if name == "queue":  # built from the repository root
-        assert copies[constraint] == "requirements/constraints.txt"
+    if name in ROOT_CONSTRAINTS:  # built from the repository root
+        assert copies[constraint] == ROOT_CONSTRAINTS[name]
     else:  # s2i contexts: `make wheel` puts the constraints beside the wheel
         assert constraint == "wheels/constraints.txt" and copies["wheels"] == "wheels/"
         plan = subprocess.run(
@@ -145,7 +153,7 @@ def test_model_image_serves_the_compact_forest_built_ahead_of_time():
     assert flags == [("--from=kernels",)]
 
 
-@pytest.mark.parametrize("name", ["model", "explainer"])
+@pytest.mark.parametrize("name", ["model", "explainer", "v2"])
 def test_numba_cache_dir_is_writable_by_the_runtime_user(name):
     """numba's cached kernels fail at import when no directory is writable, and the non-root user
     cannot write beside the installed package."""
@@ -186,6 +194,34 @@ def test_seldon_images_serve_rest_only_like_the_chart(name):
     template = (REPO / f"charts/glassbox/templates/{name}-seldondeployment.yaml").read_text()
     assert re.search(r"^\s*transport: rest$", template, re.M)
     assert environment(DOCKERFILES[name])["GRPC_WORKERS"] == "0"
+
+
+@pytest.mark.helm
+def test_v2_image_matches_the_charts_serving_runtime(helm_bin):
+    """The ServingRuntime's command is the image's entry point, its ports the ones the image exposes,
+    and the image reads artifacts where KServe's storage initializer writes them."""
+    from glassbox.deploy.helm import Helm
+
+    path = DOCKERFILES["v2"]
+    docs = Helm(binary=helm_bin, namespace="ml").render(
+        "glassbox", REPO / "charts/glassbox", (), ["protocol=v2"]
+    )
+    runtime = next(d for d in docs if d["kind"] == "ServingRuntime")["spec"]["containers"][0]
+    assert tuple(runtime["command"]) == instructions(path, "ENTRYPOINT")[-1] == ("glassbox", "serve-v2")
+    kserve = VALUES["kserve"]
+    exposed = {port for values in instructions(path, "EXPOSE") for port in values}
+    assert exposed == {str(kserve[p]) for p in ("httpPort", "grpcPort", "metricsPort")}
+    # The image's default arguments are the runtime's, apart from the release's choices.
+    assert set(instructions(path, "CMD")[-1]) == set(runtime["args"])
+    assert environment(path)["GLASSBOX_MODEL_ARTIFACTS"] == "/mnt/models"
+    ignore = (path.parent / f"{path.name}.dockerignore").read_text()
+    for source, _dest in (c[:2] for c in instructions(path, "COPY")):
+        assert f"!{source.rstrip('/')}" in ignore or f"!{source}*.whl" in ignore, source
+    plan = subprocess.run(
+        ["make", "-n", "-o", "wheel", "images-docker"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    version = CHART["appVersion"]
+    assert f"-f deploy/docker/v2.Dockerfile -t {kserve['image']['repository']}:{version} ." in plan
 
 
 def test_baked_artifacts_land_where_the_chart_looks():
@@ -233,7 +269,9 @@ def test_queue_runs_with_the_charts_command_env_and_probes(helm_bin, processes, 
 
     docs = Helm(binary=helm_bin, namespace="ml").render("glassbox", REPO / "charts/glassbox")
     secret = next(d for d in docs if d["kind"] == "Secret")["data"]
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "glassbox-queue"
+    )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {
         e["name"]: e["value"]
@@ -267,3 +305,23 @@ def test_queue_runs_with_the_charts_command_env_and_probes(helm_bin, processes, 
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["created"] == 1
+
+
+def test_no_deps_install_is_pinned_and_only_in_the_explainer_image():
+    """dice-ml goes in with --no-deps (its metadata pulls xgboost, lightgbm, NCCL), pinned by the
+    constraints, from the file `make wheel` copies beside the wheel (issue #13)."""
+    no_deps = (REPO / "requirements/no-deps.txt").read_text().splitlines()
+    pinned = [line for line in no_deps if line[:1].isalnum()]
+    assert pinned == ["dice-ml==0.12"]
+    assert "dice-ml==0.12" in (REPO / "requirements/constraints.txt").read_text()
+    expected = "pip install --no-cache-dir --no-deps -c wheels/constraints.txt -r wheels/no-deps.txt"
+    for name, path in DOCKERFILES.items():
+        runs = [c for (c,) in instructions(path, "RUN", stage="final") if "--no-deps" in c and "pip " in c]
+        if name == "explainer":
+            assert runs == [expected]
+        else:
+            assert not runs, name
+    plan = subprocess.run(
+        ["make", "-n", "-o", "install", "wheel"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "cp requirements/no-deps.txt $d/wheels/" in plan

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from glassbox.contract.schema import FeatureSchema
 from glassbox.errors import InvalidInput
@@ -129,3 +131,67 @@ def test_str_data_is_the_classic_demo_shape():
     assert to_seldon(body, "jsonData") == {"jsonData": body}
     handle = {"job": {"id": "j", "status": "queued"}}
     assert to_seldon(handle, "strData") == {"jsonData": handle}  # a job handle has no strData form
+
+
+# --- methods (issue #13) ---------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=16),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    max_leaves=8,
+)
+method_names = st.sampled_from(["anchors", "attributions", "counterfactuals", "lime", ""])
+option_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "method": method_names | st.lists(method_names, max_size=4) | json_values,
+        "attributions": st.fixed_dictionaries(
+            {}, optional={"classes": st.sampled_from(["all", "predicted", "x"])}
+        )
+        | json_values,
+        "reason_codes": st.fixed_dictionaries({}, optional={"top_k": st.integers(-3, 20)}) | json_values,
+        "counterfactuals": st.fixed_dictionaries(
+            {},
+            optional={
+                "k": st.integers(-2, 15),
+                "method": st.sampled_from(["random", "genetic", "kdtree"]),
+                "sample_size": st.integers(0, 20_000),
+                "max_iterations": st.integers(0, 2000),
+            },
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(options=option_values, where=st.sampled_from(["meta", "jsonData"]))
+def test_method_options_parse_or_are_400_naming_the_option(options, where):
+    if where == "meta":
+        payload = {"data": {"ndarray": [[55, 1, 40]]}, "meta": {"tags": {"explain": options}}}
+    else:
+        payload = {"jsonData": {"instances": [[55, 1, 40]], **options}}
+    try:
+        request = parse(payload)
+    except InvalidInput as exc:
+        assert exc.status_code == 400
+        assert any(name in exc.message for name in options), exc.message
+        return
+    methods = request.methods
+    assert methods.method and set(methods.method) <= {"anchors", "attributions", "counterfactuals"}
+    assert 1 <= methods.counterfactuals.k <= 10 and 1 <= methods.reason_codes.top_k <= 12
+    assert methods.key() == type(methods).model_validate(methods.model_dump(mode="json")).key()  # job JSON
+
+
+def test_methods_default_to_anchors_and_key_the_cache_only_with_their_options():
+    plain = parse({"data": {"ndarray": [[55, 1, 40]]}})
+    assert plain.methods.anchors_only and plain.methods.key() == (("anchors",),)
+    both = parse({"jsonData": {"instances": [[55, 1, 40]], "method": ["attributions", "anchors"]}})
+    assert both.methods.method == ("anchors", "attributions")  # canonical order: one cache entry
+    other_k = parse(
+        {"jsonData": {"instances": [[55, 1, 40]], "method": "attributions", "counterfactuals": {"k": 5}}}
+    )
+    assert (
+        other_k.methods.key()
+        == parse({"jsonData": {"instances": [[55, 1, 40]], "method": "attributions"}}).methods.key()
+    )  # counterfactual options do not matter without counterfactuals

@@ -28,6 +28,7 @@ from glassbox.pipeline.compact import (
     ARRAYS,
     FORMAT_VERSION,
     MISSING_IS_NEXT,
+    OPTIONAL_ARRAYS,
     CompactPipeline,
     supports,
 )
@@ -257,7 +258,7 @@ def test_the_file_carries_its_format_version(fitted):
     data = CompactPipeline.from_sklearn(fitted["forest"], 5).to_bytes()
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         assert int(arrays["format_version"]) == FORMAT_VERSION == 2
-        assert set(arrays.files) == {*ARRAYS, "format_version", "nan_ok"}
+        assert set(arrays.files) == {*ARRAYS, *OPTIONAL_ARRAYS, "format_version", "nan_ok"}
 
 
 @pytest.mark.parametrize("version", [3, 1, 0, "2"])

@@ -130,3 +130,21 @@ def test_estimator_errors(toy_training, estimator, params, expected):
     )
     with pytest.raises(ConfigError, match=expected):
         build_classifier(config)
+
+
+def test_explanations_section_names_unknown_features_and_classes(toy_training, tmp_path):
+    """Issue #13: immutable/increase-only features must exist (defaults absent from a config are
+    ignored); an adverse class that is not a class stops training before any work."""
+    from glassbox.pipeline.train import train
+
+    assert load_config(toy_training()).explanations.immutable == ["Race", "Sex", "Country"]  # ignored here
+    path = edit(toy_training(), lambda raw: raw.update({"explanations": {"immutable": ["group", "Race"]}}))
+    with pytest.raises(ConfigError, match=r"explanations\.immutable: \['Race'\] are not features"):
+        load_config(path)
+    path = edit(toy_training(), lambda raw: raw.update({"explanations": {"increase_only": ["colour"]}}))
+    with pytest.raises(ConfigError, match=r"explanations\.increase_only: 'colour' must be a numeric feature"):
+        load_config(path)
+    path = edit(toy_training(), lambda raw: raw.update({"explanations": {"adverse_class": "rejected"}}))
+    with pytest.raises(ConfigError, match=r"explanations\.adverse_class: 'rejected' is not a class"):
+        train(load_config(path), tmp_path / "models", progress=False)
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

@@ -60,7 +60,7 @@ def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, a
     assert "gateway_endpoint=" in up.stdout and "/api/v1.0/explain" in up.stdout
     assert "prometheus is not installed" in up.stdout and "apt-get install prometheus" in up.stdout
     records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
-    assert set(records) == {"queue", "model", "explainer", "gateway"}
+    assert set(records) == {"queue", "monitor", "model", "explainer", "gateway"}
 
     # Every row forwarded to the queue lands in PostgreSQL.
     reply = requests.post(
@@ -70,7 +70,8 @@ def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, a
     assert reply.status_code == 200, reply.text
     uncertain = int((np.asarray(reply.json()["data"]["ndarray"]).max(axis=1) < 0.7).sum())
     queue = QueueClient(records["queue"].url, StackSettings().queue_api_key)
-    assert uncertain and queue.wait_for(uncertain) == uncertain
+    # The monitor's outliers (source=outlier) are records too: count the uncertain predictions alone.
+    assert uncertain and queue.wait_for(uncertain, source="prediction") == uncertain
     with psycopg.connect(postgres_dsn) as conn:
         tables = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (postgres_schema,)
@@ -79,11 +80,12 @@ def test_up_detached_then_status_logs_down(env, postgres_dsn, postgres_schema, a
 
     status = glassbox(env, "status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count("healthy") == 4
+    assert status.stdout.count("healthy") == 5
     shown = {line.split()[0]: line.split()[-1] for line in status.stdout.splitlines()[1:]}
     assert all(url.startswith("http://") for url in shown.values()), status.stdout
-    for name in ("queue", "model", "explainer"):  # pages open (a model's base URL alone answers 404);
-        assert requests.get(shown[name], timeout=30).status_code == 200, shown  # the gateway is an API prefix
+    # Pages open (a model's base URL alone answers 404); the gateway is an API prefix.
+    for name in ("queue", "monitor", "model", "explainer"):
+        assert requests.get(shown[name], timeout=30).status_code == 200, shown
 
     logs = glassbox(env, "logs", "gateway", "-n", "5")
     assert logs.returncode == 0 and "==> " in logs.stdout
@@ -111,7 +113,7 @@ def test_ctrl_c_stops_a_foreground_up(env):
     while time.monotonic() < deadline and proc.poll() is None and not any("press Ctrl-C" in x for x in lines):
         time.sleep(0.2)
     records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
-    assert len(records) == 4 and all(r.healthy() for r in records.values()), "".join(lines)
+    assert len(records) == 5 and all(r.healthy() for r in records.values()), "".join(lines)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     reader.join(10)
@@ -193,7 +195,7 @@ def test_a_foreground_up_whose_reader_left_still_stops_the_stack_on_ctrl_c(env):
         if ready:
             seen += os.read(proc.stdout.fileno(), 65536)
     records = read_state(StackSettings(run_dir=env["GLASSBOX_STACK_RUN_DIR"]))
-    assert len(records) == 4 and all(r.healthy() for r in records.values()), seen.decode()
+    assert len(records) == 5 and all(r.healthy() for r in records.values()), seen.decode()
     proc.stdout.close()  # the reader leaves, as head does after its lines
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

@@ -29,5 +29,6 @@ def test_the_dashboard_has_the_panels_operators_need():
     titles = " | ".join(q.panel for q in dashboard.panel_queries(dashboard.load())).lower()
     for needed in ("request rate", "error", "predict latency", "explain latency", "class mix", "certainty",
                    "forwarding", "outbox", "explainer cost", "cache hit", "queue depth", "review rate",
-                   "live accuracy", "agreement"):  # fmt: skip
+                   "live accuracy", "agreement", "drift p-value", "drift flags", "outlier rate",
+                   "window fill"):  # fmt: skip
         assert needed in titles, needed

@@ -5,6 +5,7 @@ answering, and `down` leaving nothing behind. The stack starts once for the modu
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import psutil
@@ -17,7 +18,7 @@ from glassbox.stack.report import describe
 from glassbox.stack.review import QueueClient
 from glassbox.stack.settings import StackSettings
 from glassbox.stack.supervisor import Stack, read_state
-from glassbox.stack.traffic import feedback_body, load_rows, seldon_client
+from glassbox.stack.traffic import TrafficReport, feedback_body, load_rows, seldon_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -29,6 +30,7 @@ def stack(tmp_path_factory, trained_artifacts, prometheus_bin):
         artifacts=trained_artifacts,
         gateway_port=0,  # never the default 8003: another stack may run on this machine
         scrape_interval="1s",
+        monitor_window_seconds=3600,  # only count windows close: the drift test below sees those alone
     )
     stack = Stack(settings).up()
     yield stack
@@ -46,7 +48,7 @@ def sc(stack):
 
 
 def test_every_process_is_up_and_listens_on_loopback_only(stack):
-    assert set(stack.components) == {"queue", "model", "explainer", "gateway", "prometheus"}
+    assert set(stack.components) == {"queue", "monitor", "model", "explainer", "gateway", "prometheus"}
     for name, component in stack.components.items():
         members = process_group_members(component.process.pid)
         assert members, f"{name} is not running"
@@ -130,28 +132,61 @@ def test_unknown_deployment_is_404_with_the_routes(stack):
 
 def test_uncertain_predictions_reach_the_queue(stack, sc, rows):
     queue = QueueClient(stack.url("queue"), stack.settings.queue_api_key)
-    before = queue.count()
+    before = queue.count(source="prediction")  # the monitor adds its outliers (source=outlier) too
     result = sc.predict(data=rows.X[100:300], names=rows.feature_names)
     assert result.success, result.msg
     probabilities = np.asarray(result.response["data"]["ndarray"])
     uncertain = int((probabilities.max(axis=1) < stack.settings.uncertainty_threshold).sum())
     assert uncertain > 0, "the sample has no uncertain row: pick another"
-    assert queue.wait_for(before + uncertain) == before + uncertain
+    assert queue.wait_for(before + uncertain, source="prediction") == before + uncertain
     records = queue.records(limit=1000)["records"]
-    assert all(r["source"] == "prediction" for r in records)
-    assert all(r["certainty"]["max_probability"] < stack.settings.uncertainty_threshold for r in records)
+    assert {r["source"] for r in records} <= {"prediction", "outlier"}
+    predictions = [r for r in records if r["source"] == "prediction"]
+    assert all(r["certainty"]["max_probability"] < stack.settings.uncertainty_threshold for r in predictions)
 
 
 def test_every_dashboard_query_returns_data_after_demo_traffic(stack):
     result = demo.run_traffic(stack, rows=120, explanations=2)
     assert not result.traffic.failures, result.traffic.failures
     assert result.review.labelled > 0
+    assert result.traffic.shifted_rows and result.outlier_records  # data for the monitor's panels
+    # issue #13: one row's attributions, reason codes and counterfactual, through the gateway
+    assert result.methods and {"attributions", "reason_codes", "counterfactuals"} <= set(result.methods)
+    assert "  attributions   P(" in demo.summary(result) and "  counterfactual " in demo.summary(result)
     checks = demo.check_dashboard(stack, wait=60)
     assert len(checks) > 20
     failing = [
         f"{c.query.panel} [{c.query.ref_id}]: {c.error or 'no data'}: {c.expr}" for c in checks if not c.ok
     ]
     assert not failing, "\n".join(failing)
+
+
+def test_the_monitor_flags_the_shifted_feature_and_the_alert_rules_see_it(stack):
+    """The demo's monitor traffic: its out-of-range rows become outlier records, its shifted segment
+    flags Age, and the local Prometheus, which loads the chart's rules file, has the drift alert pending
+    (or firing) for Age alone."""
+    queue = QueueClient(stack.url("queue"), stack.settings.queue_api_key)
+    before = queue.count(source="outlier")
+    traffic = TrafficReport()
+    assert demo.run_monitor_traffic(stack, traffic, seed=7) >= before + 5
+    assert not traffic.failures and (traffic.shifted_rows, traffic.outlier_rows) == (2 * 100, 5)
+    ages = [r["features"]["Age"] for r in queue.records(source="outlier", limit=1000)["records"]]
+    assert 130.0 in ages, ages
+    prometheus = stack.url("prometheus")
+    groups = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    (group,) = [g for g in groups if g["name"] == "glassbox-monitor"]
+    assert len(group["rules"]) == 4 and all(r["health"] == "ok" for r in group["rules"]), group
+    deadline = time.monotonic() + 60
+    alerts: list[dict] = []
+    while time.monotonic() < deadline:
+        alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        alerts = [a for a in alerts if a["labels"]["alertname"] == "GlassboxFeatureDrift"]
+        if alerts:
+            break
+        time.sleep(1.0)
+    assert [a["labels"]["feature"] for a in alerts] == ["Age"], alerts
+    assert alerts[0]["state"] in ("pending", "firing")
+    assert demo.drifted_features(stack, wait=30.0) == ["Age"]
 
 
 def test_every_url_printed_opens_a_page(stack):

@@ -112,3 +112,20 @@ livenessProbe:
   volumeMounts:
     - {name: artifacts, mountPath: {{ .artifacts.path }}}
 {{- end -}}
+
+{{/* The drift and outlier monitor (monitor.*): its name, in-cluster URL and the model's env entries. */}}
+{{- define "glassbox.monitor.fullname" -}}
+{{- printf "%s-monitor" (include "glassbox.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "glassbox.monitor.url" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%v" (include "glassbox.monitor.fullname" .) .Release.Namespace .Values.monitor.port -}}
+{{- end -}}
+
+{{/* GLASSBOX_MODEL_MONITOR_* of the model container: where it forwards its sample of rows; nothing when the monitor is off. */}}
+{{- define "glassbox.monitor.modelEnv" -}}
+{{- if .Values.monitor.enabled -}}
+- {name: GLASSBOX_MODEL_MONITOR_URL, value: {{ include "glassbox.monitor.url" . | quote }}}
+- {name: GLASSBOX_MODEL_MONITOR_SAMPLE, value: {{ .Values.monitor.sample | quote }}}
+{{- end }}
+{{- end -}}

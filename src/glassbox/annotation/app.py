@@ -131,6 +131,11 @@ def api_routes() -> list[Route]:
         Route(f"{API}/records", operation("list_records", query=True)),
         Route(f"{API}/records/next", operation("next_record")),
         Route(f"{record}/responses", operation("respond", path="record_id", body=True), methods=["POST"]),
+        Route(
+            f"{record}/explanation",
+            operation("request_explanation", path="record_id"),
+            methods=["POST"],
+        ),
         Route(record, operation("get_record", path="record_id")),
         Route(record, operation("set_status", path="record_id", body=True), methods=["PATCH"]),
         Route(f"{API}/settings", operation("get_settings")),

@@ -1,18 +1,22 @@
 """Training-label audit: rank training rows by how surprising their label is to an honest model.
 
-Out-of-fold probabilities (``cross_val_predict``) mean no row is scored by a model that saw it, so a
-high cross-entropy loss points at a row whose label disagrees with everything similar to it: a
-candidate label error (the idea behind confident learning). The top K go to the queue as
-``training-audit`` records carrying their loss, to be reviewed highest-loss first.
+Out-of-fold probabilities (each fold's model scores only the rows it did not see) mean no row is
+scored by a model that saw it, so a high cross-entropy loss points at a row whose label disagrees
+with everything similar to it: a candidate label error (the idea behind confident learning). The top
+K go to the queue as ``training-audit`` records carrying their loss, to be reviewed highest-loss
+first. Each fold's forest is seeded as training seeds it (``np.random.seed(model.seed)`` before the
+fit), so an audit gives the same records every time, and wherever its folds run
+(``glassbox.batch.audit`` runs them on Ray).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 
 from glassbox.contract.labels import Certainty
 from glassbox.contract.records import intake_record, timestamp
@@ -30,14 +34,51 @@ class AuditResult:
     rows_audited: int
 
 
-def out_of_fold_probabilities(config: TrainingConfig, data: Dataset, folds: int, seed: int) -> np.ndarray:
+def fold_splits(data: Dataset, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, held-out rows) of each fold."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(build_pipeline(config), data.X, data.y, cv=splitter, method="predict_proba")
+    return list(splitter.split(data.X, data.y))
+
+
+def fit_fold(
+    config: TrainingConfig, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One fold: fit on ``train``; the held-out rows' probabilities and losses."""
+    model = build_pipeline(config)
+    if config.model.seed is not None:
+        np.random.seed(config.model.seed)  # as training does: the forest draws from np.random
+    model.fit(X[train], y[train])
+    probabilities = model.predict_proba(X[test])
+    return probabilities, cross_entropy(probabilities, y[test])
+
+
+def assemble_folds(
+    rows: int, splits: list[tuple[np.ndarray, np.ndarray]], results: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every fold's held-out probabilities and losses put back in dataset order."""
+    probabilities = np.empty((rows, results[0][0].shape[1]), dtype=np.float64)
+    losses = np.empty(rows, dtype=np.float64)
+    for (_, test), (fold_probabilities, fold_losses) in zip(splits, results, strict=True):
+        probabilities[test], losses[test] = fold_probabilities, fold_losses
+    return probabilities, losses
 
 
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-row ``-log p(given label)``, clipped so a confident miss is large but finite."""
     return -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))
+
+
+# (config, data, folds, seed) -> (out-of-fold probabilities, per-row losses), both in dataset order.
+# The default runs in this process; ``glassbox.batch.audit`` runs the folds on Ray with the same result.
+OutOfFold = Callable[[TrainingConfig, Dataset, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def out_of_fold_losses(
+    config: TrainingConfig, data: Dataset, folds: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    splits = fold_splits(data, folds, seed)
+    results = [fit_fold(config, data.X, data.y, train, test) for train, test in splits]
+    return assemble_folds(len(data.y), splits, results)
 
 
 def audit_labels(
@@ -49,6 +90,7 @@ def audit_labels(
     version: str = "",
     max_rows: int | None = None,
     data: Dataset | None = None,
+    out_of_fold: OutOfFold = out_of_fold_losses,
 ) -> AuditResult:
     """The ``top_k`` highest-loss rows as intake records (ids ``audit:<version>:<row index>``).
 
@@ -61,8 +103,7 @@ def audit_labels(
     rows = np.unique(split_rows(data, config.split).train)
     data = _subset(data, rows[:max_rows] if max_rows is not None else rows)
     version = version or f"data-{data.data_sha256[:12]}"
-    probabilities = out_of_fold_probabilities(config, data, folds, seed)
-    losses = cross_entropy(probabilities, data.y)
+    probabilities, losses = out_of_fold(config, data, folds, seed)
     order = np.argsort(-losses, kind="stable")[:top_k]
     certainty = Certainty.of(probabilities[order])
     schema = FeatureSchema.of(data.feature_names, data.category_map, data.class_names)

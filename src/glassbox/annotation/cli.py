@@ -450,8 +450,9 @@ def _audit(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     result = audit_labels(
-        config, args.top_k, folds=args.folds, seed=args.seed, version=args.version, max_rows=args.max_rows
-    )
+        config, args.top_k, folds=args.folds, seed=args.seed, version=args.version, max_rows=args.max_rows,
+        **({"out_of_fold": args.out_of_fold} if getattr(args, "out_of_fold", None) else {}),  # Ray: batch.cli
+    )  # fmt: skip
     print(f"audited {result.rows_audited} row(s) with {args.folds}-fold out-of-fold probabilities; "
           f"top {len(result.records)} loss from {result.records[0]['metadata']['loss']:.3f}" if result.records
           else "nothing to audit")  # fmt: skip

@@ -189,11 +189,12 @@ class Sweeper:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the pass in progress, waiting at most ``timeout`` seconds for it."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-# What a record's ``explanation`` was computed with when the record does not say: the queue's
-# explainer is Alibi's AnchorTabular (docs/contracts.md), and an anchor is its output's mark.
-ANCHOR_METHOD = "AnchorTabular"
+from glassbox.annotation.explanations import ANCHOR_METHOD, method_of
+
+__all__ = ["ANCHOR_METHOD", "explanation_method", "lineage_of"]
 
 
 def explanation_method(explanation: dict[str, Any]) -> str:
-    """The method of an explanation given at intake: AnchorTabular if it carries an anchor."""
-    return ANCHOR_METHOD if "anchor" in explanation else "unknown"
+    """The method of an explanation given at intake: AnchorTabular if it carries only an anchor, else
+    the methods it names (``anchors+attributions+counterfactuals``)."""
+    return method_of(explanation)
 
 
 def _explanations(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Every explanation stored for the record (today at most one), with method, time and origin.
 
     One fetched by the queue carries the fetch time; one sent with the record at intake is dated by
-    the record's arrival in the queue (``created_at``).
+    the record's arrival in the queue (``created_at``). Its reason codes (issue 13), when the
+    explainer gave them, are repeated beside it: a lender's principal reasons, as data and sentences.
     """
     explanation = record.get("explanation")
     if explanation is None:
@@ -34,9 +36,22 @@ def _explanations(record: dict[str, Any]) -> list[dict[str, Any]]:
             "method": record.get("explanation_method") or explanation_method(explanation),
             "origin": "explainer" if fetched_at is not None else "intake",
             "computed_at": fetched_at if fetched_at is not None else record.get("created_at"),
+            "reason_codes": explanation.get("reason_codes"),
             "explanation": explanation,
         }
     ]
+
+
+def _explanation_state(record: dict[str, Any]) -> dict[str, Any]:
+    """Where the background explanation stands: state (None = none asked for), attempts, last error."""
+    state = record.get("explanation_state")
+    due = state in ("pending", "failed")
+    return {
+        "state": state,
+        "attempts": record.get("explanation_attempts", 0),
+        "last_error": record.get("explanation_error"),
+        "next_attempt_at": record.get("explanation_next_attempt_at") if due else None,
+    }
 
 
 def _feedback(record: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +86,7 @@ def lineage_of(record: dict[str, Any]) -> dict[str, Any]:
             "certainty": record["certainty"],
         },
         "explanations": _explanations(record),
+        "explanation_state": _explanation_state(record),
         "responses": [
             {
                 "user_name": answer["user_name"],

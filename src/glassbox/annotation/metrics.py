@@ -49,6 +49,15 @@ class _StoreCollector(Collector):
         for state, n in self._store.feedback_counts().items():
             outbox.add_metric([state], n)
         yield outbox
+        explanations = GaugeMetricFamily(
+            "glassbox_queue_explanation_records",
+            "Records by background explanation state: pending (due, backing off or being computed), "
+            "done, failed (see the record's explanation_error; retried unless it failed for good)",
+            labels=["state"],
+        )
+        for state, n in self._store.explanation_counts().items():
+            explanations.add_metric([state], n)
+        yield explanations
 
 
 class QueueMetrics:
@@ -94,4 +103,12 @@ class QueueMetrics:
         )
         for outcome in ("sent", "retry", "dead"):
             self.feedback_attempts.labels(outcome)
+        self.explanation_attempts = Counter(
+            "glassbox_queue_explanation_attempts",
+            "Background explanation attempts by this process, by outcome: done, retry, failed (for good)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("done", "retry", "failed"):
+            self.explanation_attempts.labels(outcome)
         self.registry.register(_StoreCollector(store))

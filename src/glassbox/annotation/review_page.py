@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from glassbox.annotation.auth import ROLES, Principal
+from glassbox.annotation.explanation_view import ExplanationView, explanation_view
 from glassbox.annotation.record_query import MAX_OFFSET, RecordQuery, parse_record_query
 from glassbox.annotation.store.base import SORTS
 from glassbox.contract.records import STATUSES
@@ -92,6 +93,8 @@ def _review_form(request: Request, who: Principal, record: dict | None, remainin
         record=record,
         remaining=remaining,
         classes=list(record["probabilities"]) if record else [],
+        # Read from the stored explanation: the page never waits for the explainer.
+        explained=explanation_view(record) if record else ExplanationView(state="none"),
         message=request.session.pop("message", ""),
     )
 
@@ -173,6 +176,21 @@ async def lineage(request: Request) -> Response:
     except GlassboxError as exc:
         return _render(request, "problem.html", exc.status_code, user=who, error=exc.message)
     return _render(request, "lineage.html", user=who, lineage=found)
+
+
+async def retry_explanation(request: Request) -> Response:
+    """The "Retry now" button of a failed explanation: owed again now, computed in the background."""
+    who = await run_in_threadpool(_signed_in, request)
+    if who is None:
+        return RedirectResponse("/review", status_code=303)
+    record_id = request.path_params["record_id"]
+    try:
+        await run_in_threadpool(request.app.state.service.request_explanation, who, record_id)
+    except GlassboxError as exc:
+        request.session["message"] = f"Not retried: {exc.message}"
+    else:
+        request.session["message"] = f"The explanation of {record_id} is asked for again."
+    return RedirectResponse(f"/review/records/{quote(record_id, safe='')}", status_code=303)
 
 
 async def login(request: Request) -> Response:
@@ -293,6 +311,7 @@ def review_routes() -> list[Route]:
         Route("/review/records", record_list),
         Route("/review/lead", lead),
         Route("/review/lineage/{record_id:path}", lineage),
+        Route("/review/explain/{record_id:path}", retry_explanation, methods=["POST"]),
         Route("/review/records/{record_id:path}", one_record),
         Route("/review/records/{record_id:path}", answer, methods=["POST"]),
     ]

@@ -14,10 +14,11 @@ from typing import Any
 
 from glassbox.annotation.agreement import agreement_report
 from glassbox.annotation.auth import Principal, authenticate, check_role, hash_key, new_key
-from glassbox.annotation.explanations import fetch_explanation
+from glassbox.annotation.background import ExplanationWorker
+from glassbox.annotation.explanations import explain_options
 from glassbox.annotation.export import ExportStats, export_lines
 from glassbox.annotation.feedback import FeedbackSender, Sweeper
-from glassbox.annotation.lineage import ANCHOR_METHOD, lineage_of
+from glassbox.annotation.lineage import lineage_of
 from glassbox.annotation.metrics import QueueMetrics
 from glassbox.annotation.record_query import RecordQuery, parse_record_query
 from glassbox.annotation.records import validate_bulk
@@ -33,7 +34,7 @@ from glassbox.annotation.webhooks import (
     register_metrics,
 )
 from glassbox.contract.records import SOURCES, STATUSES
-from glassbox.errors import Conflict, GlassboxError, InvalidInput, NotFound
+from glassbox.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,22 @@ class QueueService:
             on_outcome=lambda outcome: self._webhook_outcomes.labels(outcome).inc(),
         )
         self._webhook_sweeper = Sweeper(self.webhook_sender.send_due, settings.webhook_sweep_seconds)
+        # Background explanations: their own thread and pool, so intake never waits for the explainer.
+        self.explainer = ExplanationWorker(
+            self.store,
+            settings.explainer_url,
+            explain_options(
+                settings.explain_methods, settings.explain_params, settings.explain_counterfactuals
+            ),
+            timeout=settings.explainer_timeout,
+            lease=settings.explain_lease_seconds,
+            concurrency=settings.explain_concurrency,
+            max_attempts=settings.explain_max_attempts,
+            backoff=settings.explain_backoff_seconds,
+            backoff_max=settings.explain_backoff_max_seconds,
+            on_outcome=lambda outcome: self.metrics.explanation_attempts.labels(outcome).inc(),
+        )
+        self._explain_sweeper = Sweeper(self.explainer.explain_due, settings.explain_sweep_seconds)
         self._facets: tuple[float, dict[str, list[str]]] = (-math.inf, {})
         self.bootstrap_owner()
 
@@ -91,12 +108,18 @@ class QueueService:
     def start(self) -> None:
         self._sweeper.start()
         self._webhook_sweeper.start()
+        if self.settings.explainer_url:
+            self._explain_sweeper.start()
 
     def stop(self) -> None:
         self.feedback.stop()  # hands back claimed rows it will not send, for the other replicas
         self._sweeper.stop()
         self.webhook_sender.stop()  # hands back claimed deliveries it will not send
         self._webhook_sweeper.stop()
+        # Claimed records not started are handed back; an explanation in flight is not waited for
+        # (it may take a minute): its record comes due again when the lease runs out.
+        self.explainer.stop()
+        self._explain_sweeper.stop(timeout=1.0)
         self.store.close()
 
     def _count_feedback(self, outcome: str, reward: int) -> None:
@@ -133,13 +156,16 @@ class QueueService:
                 f"{len(items)} records in one bulk; at most {self.settings.max_bulk} (max_bulk)"
             )
         valid, errors = validate_bulk(items)
-        created = self.store.insert_records(valid) if valid else set()
+        explain = bool(self.settings.explainer_url)
+        created = self.store.insert_records(valid, explain=explain) if valid else set()
         result = {"created": len(created), "existing": len(valid) - len(created), "errors": errors}
         for outcome in ("created", "existing"):
             self.metrics.intake.labels(outcome).inc(result[outcome])
         self.metrics.intake.labels("invalid").inc(len(errors))
         if created:
             self._webhook_sweeper.wake()  # delivers record.created now rather than at the next sweep
+            if explain:
+                self._explain_sweeper.wake()  # explains them now, in the background
         return result
 
     # -- review ----------------------------------------------------------------------------
@@ -165,20 +191,30 @@ class QueueService:
         return found
 
     def get_record(self, who: Principal, record_id: str) -> dict[str, Any]:
-        """A record; one without an explanation is explained now (and stored) if an explainer is set."""
+        """A record as stored: never waits for the explainer (explanations come in the background).
+
+        A record nobody asked an explanation for (it arrived before an explainer was set, or before
+        migration 8) is owed one now, computed in the background like a new record's.
+        """
         who.require("annotator")
         record = self.store.get_record(record_id)
-        if record["explanation"] is None and self.settings.explainer_url:
-            try:
-                explanation = fetch_explanation(
-                    self.settings.explainer_url, record, self.settings.explainer_timeout
-                )
-            except GlassboxError as exc:
-                record["explanation_error"] = f"no explanation yet: {exc.message}"
-            else:
-                self.store.set_explanation(record_id, explanation, ANCHOR_METHOD)
-                record = self.store.get_record(record_id)  # with the stored method and fetch time
+        unasked = record["explanation"] is None and record["explanation_state"] is None
+        if unasked and self.settings.explainer_url and self.store.request_explanation(record_id):
+            self._explain_sweeper.wake()
+            record = self.store.get_record(record_id)
         return record
+
+    def request_explanation(self, who: Principal, record_id: str) -> dict[str, Any]:
+        """Ask again now for the explanation of a record whose explanation failed (or was never asked)."""
+        who.require("annotator")
+        if not self.settings.explainer_url:
+            raise Conflict("no explainer is set (GLASSBOX_QUEUE_EXPLAINER_URL): nothing can explain it")
+        record = self.store.get_record(record_id)
+        if record["explanation"] is not None:
+            raise Conflict(f"record {record_id!r} already has its explanation")
+        if self.store.request_explanation(record_id):
+            self._explain_sweeper.wake()
+        return self.store.get_record(record_id)
 
     def next_record(self, who: Principal) -> dict[str, Any]:
         who.require("annotator")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from glassbox.annotation.explanations import METHODS
 
 
 class QueueSettings(BaseSettings):
@@ -74,9 +78,43 @@ class QueueSettings(BaseSettings):
         30.0, gt=0, description="How often the sender looks for due feedback (retries, other replicas' rows)."
     )
     explainer_url: str = Field(
-        "", description="Base URL of the explainer microservice, asked when a record has no explanation."
+        "",
+        description="Base URL of the explainer microservice: a record that arrives without an explanation "
+        "is explained in the background (empty = never).",
     )
     explainer_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one explanation.")
+    explain_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(METHODS),
+        description="Methods the queue asks the explainer for, comma-separated: anchors, attributions, "
+        "counterfactuals (`anchors` alone sends no `method`, as explainers before issue 13 expect).",
+    )
+    explain_params: dict[str, Any] = Field(
+        default_factory=dict, description="Anchor search parameters sent with each request (JSON object)."
+    )
+    explain_counterfactuals: int = Field(
+        1, ge=1, le=10, description="Counterfactuals asked per record (the review page shows the nearest)."
+    )
+    explain_concurrency: int = Field(
+        2, ge=1, le=32, description="Explanations one worker process computes at once in the background."
+    )
+    explain_max_attempts: int = Field(
+        5, ge=1, description="Attempts at one record's explanation before it stays 'failed' with its error."
+    )
+    explain_backoff_seconds: float = Field(
+        10.0, gt=0, description="Wait after a record's first failed explanation; doubles with each further."
+    )
+    explain_backoff_max_seconds: float = Field(
+        600.0, gt=0, description="Longest wait between two attempts at one record's explanation."
+    )
+    explain_lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long a worker owns a record it is explaining (no other worker or replica takes "
+        "it meanwhile); a dead worker's records come due again after it. At least explainer_timeout + 5 s.",
+    )
+    explain_sweep_seconds: float = Field(
+        10.0, gt=0, description="How often the background worker looks for due explanations (retries)."
+    )
     webhook_max_attempts: int = Field(
         8,
         ge=1,
@@ -104,6 +142,18 @@ class QueueSettings(BaseSettings):
         "", description="Secret that signs the review page's session cookie; empty = random per process."
     )
 
+    @field_validator("explain_methods", mode="before")
+    @classmethod
+    def _methods(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            unknown = [m for m in value if m not in METHODS]
+            if unknown or not value:
+                raise ValueError(f"explain_methods must name some of {', '.join(METHODS)}; got {value!r}")
+            value = list(dict.fromkeys(value))  # once each, in the order given
+        return value
+
     @model_validator(mode="after")
     def _lease_covers_a_post(self) -> QueueSettings:
         # A sender starts a post only while its lease has timeout + 5 s left (feedback.py): a shorter
@@ -112,6 +162,11 @@ class QueueSettings(BaseSettings):
             raise ValueError(
                 f"feedback_lease_seconds ({self.feedback_lease_seconds:g}) must be at least "
                 f"feedback_timeout + 5 ({self.feedback_timeout + 5:g})"
+            )
+        if self.explain_lease_seconds < self.explainer_timeout + 5:
+            raise ValueError(
+                f"explain_lease_seconds ({self.explain_lease_seconds:g}) must be at least "
+                f"explainer_timeout + 5 ({self.explainer_timeout + 5:g})"
             )
         if self.webhook_lease_seconds < self.webhook_timeout + 5:
             raise ValueError(

@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
 
     def explainer_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--protocol",
+            choices=["seldon", "v2"],
+            help="the chart's protocol: seldon (SeldonDeployments) or v2 (the KServe InferenceService "
+            "--model-name, explainer included) (GLASSBOX_DEPLOY_PROTOCOL)",
+        )
         parser.add_argument("--model-name", help="model SeldonDeployment (GLASSBOX_DEPLOY_MODEL_NAME)")
         parser.add_argument(
             "--explainer-name", help="explainer SeldonDeployment (GLASSBOX_DEPLOY_EXPLAINER_NAME)"
@@ -65,11 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     install.add_argument("--no-wait", action="store_true", help="return once helm is done")
 
-    status = command("status", "State and replicas of the SeldonDeployments", _status)
+    status = command("status", "State and replicas of the SeldonDeployments (or InferenceService)", _status)
     explainer_options(status)
     status.add_argument("--output", "-o", choices=["text", "json"], default="text")
 
-    wait = command("wait", "Wait until the SeldonDeployments are Available", _wait)
+    wait = command("wait", "Wait until the SeldonDeployments (or InferenceService) are Available", _wait)
     explainer_options(wait)
     wait.add_argument("--timeout", type=float, dest="timeout_s", help="seconds (GLASSBOX_DEPLOY_TIMEOUT_S)")
 
@@ -128,6 +134,8 @@ def _helm(settings: DeploySettings) -> Helm:
 
 
 def _names(settings: DeploySettings, mode: str) -> list[str]:
+    if settings.protocol == "v2":  # one InferenceService: the predictor and the explainer
+        return [settings.model_name]
     return [settings.model_name] + ([settings.explainer_name] if mode == "component" else [])
 
 
@@ -135,6 +143,10 @@ def _fetcher(settings: DeploySettings) -> Fetch:
     from glassbox.deploy.status import custom_objects_api, read_status
 
     api = custom_objects_api(settings.kube_context)
+    if settings.protocol == "v2":
+        from glassbox.deploy.kserve_status import read_isvc_status
+
+        return lambda name: read_isvc_status(api, settings.namespace, name)
     return lambda name: read_status(api, settings.namespace, name)
 
 
@@ -153,12 +165,16 @@ def _install(args: argparse.Namespace) -> int:
         settings.release, settings.chart, args.values, args.set_values, timeout_s=settings.timeout_s
     )
     # Render locally first: bad values are refused by the chart's schema before the cluster is asked.
-    helm.render(settings.release, settings.chart, args.values, args.set_values)
+    docs = helm.render(settings.release, settings.chart, args.values, args.set_values)
     print("$ " + " ".join(argv), file=sys.stderr)
     helm.run(argv, stream=True)
     if args.no_wait:
         return 0
-    # helm's wait knows Deployments, not SeldonDeployments: wait for the operator's verdict too.
+    if any(doc["kind"] == "InferenceService" for doc in docs):
+        # protocol v2, whatever --protocol said: wait for KServe's verdict on the InferenceService.
+        settings = settings.model_copy(update={"protocol": "v2"})
+    # helm's wait knows Deployments, not SeldonDeployments (nor InferenceServices): wait for the
+    # operator's verdict too.
     return _wait_for(settings, args.explainer_mode, settings.timeout_s)
 
 
@@ -191,8 +207,9 @@ def _status(args: argparse.Namespace) -> int:
     else:
         for item in report:
             line = f"{item['name']}: {item['state'] or 'Unknown'}"
-            if "replicas" in item:
-                line += f" ({item['availableReplicas']}/{item['replicas']} replicas)"
+            if "replicas" in item:  # on v2: KServe reports components ready, not pod replicas
+                unit = "components ready" if settings.protocol == "v2" else "replicas"
+                line += f" ({item['availableReplicas']}/{item['replicas']} {unit})"
             print(line + (f" - {item['description']}" if item["description"] else ""))
             for component in item.get("components", []):
                 print(f"  {component['name']}: {component['available_replicas']}/{component['replicas']}")
@@ -224,6 +241,13 @@ def _smoke(args: argparse.Namespace) -> int:
     from glassbox.deploy.smoke import smoke
 
     settings = _settings(args)
+    if settings.protocol == "v2":
+        from glassbox.errors import ConfigError
+
+        raise ConfigError(
+            "smoke drives SeldonClient through the Seldon gateway; on protocol v2 run `helm test` (it posts "
+            "a V2 request to the predictor) or the V2 calls in docs/deploy.md"
+        )
     client = SeldonClient(
         gateway=settings.gateway, gateway_endpoint=settings.gateway_endpoint, namespace=settings.namespace
     )

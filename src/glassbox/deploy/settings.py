@@ -6,6 +6,7 @@ Command-line options override them; the defaults match the chart's default value
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +24,14 @@ class DeploySettings(BaseSettings):
     kube_context: str = Field("", description="kubeconfig context; empty = the current context.")
     timeout_s: float = Field(600.0, gt=0, description="Seconds helm and `deploy wait` wait for readiness.")
     poll_s: float = Field(5.0, gt=0, description="Seconds between two status reads while waiting.")
-    model_name: str = Field("loanclassifier", description="SeldonDeployment name of the model.")
+    protocol: Literal["seldon", "v2"] = Field(
+        "seldon",
+        description="The chart's `protocol`: seldon (SeldonDeployments) or v2 (a KServe InferenceService, "
+        "named model_name, holding the explainer too).",
+    )
+    model_name: str = Field(
+        "loanclassifier", description="SeldonDeployment (on protocol v2: InferenceService) of the model."
+    )
     explainer_name: str = Field(
         "loanclassifier-explainer",
         description="SeldonDeployment name of the explainer (chart value explainer.mode=component).",

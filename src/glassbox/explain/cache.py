@@ -1,4 +1,4 @@
-"""An LRU cache of explanations keyed by (model version, instance, parameters, seed).
+"""An LRU cache of explanations keyed by (model version, instance, parameters, seed[, methods]).
 
 An explanation is a pure function of that key (see ``core``), so a hit is exactly what a rerun would
 give, at dictionary-lookup cost instead of ~25 model calls. ``ExplanationCache`` lives in one process;
@@ -13,15 +13,24 @@ from typing import Any, Protocol
 import numpy as np
 from cachetools import LRUCache
 
+from glassbox.contract.explanations import ExplainMethods
 from glassbox.explain.params import ExplainParams
 
 CacheKey = tuple
 
 
-def cache_key(model_version: str, instance: np.ndarray, params: ExplainParams, seed: int) -> CacheKey:
+def cache_key(
+    model_version: str,
+    instance: np.ndarray,
+    params: ExplainParams,
+    seed: int,
+    methods: ExplainMethods | None = None,
+) -> CacheKey:
     # The row's float64 bytes: exact, and cheaper to hash than a tuple of floats.
     row = np.ascontiguousarray(instance, dtype=np.float64).tobytes()
-    return (model_version, row, params.key(), seed)
+    if methods is None or methods.anchors_only:  # anchors alone: the key it always had
+        return (model_version, row, params.key(), seed)
+    return (model_version, row, params.key(), seed, methods.key())
 
 
 class Cache(Protocol):

@@ -52,48 +52,13 @@ class LoanExplainer:
         # alibi, numba and the pipeline's loader are imported here, after Seldon forks its workers:
         # imported in the parent they cost every process start-up time and memory, and a library
         # that starts threads at import (onnxruntime, numba's) can leave forked workers hanging at exit.
-        from glassbox.contract.schema import FeatureSchema
-        from glassbox.explain.core import DeterministicExplainer
-        from glassbox.explain.remote import RemotePredictor
-        from glassbox.explain.service import ExplainService
-        from glassbox.explain.stores import build_stores  # in-process, or Redis for every process
-        from glassbox.pipeline.artifacts import load_bundle  # verifies every SHA-256 before unpickling
+        from glassbox.explain.assembly import build_service  # alibi, artifacts, predictor, stores
 
         prometheus.activate(self.metrics_dir)  # before the recorder creates its metrics
         settings = self.settings
-        bundle = load_bundle(settings.artifacts)
-        manifest = bundle.manifest
-        schema = FeatureSchema.from_manifest(manifest)
-        predictor = RemotePredictor(
-            settings.model_url,
-            manifest.feature_names,
-            manifest.class_names,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.read_timeout_s,
-            retries=settings.retries,
-            pool_size=settings.pool_size,
-            artifact_sha256=manifest.artifact_sha256,
-            max_rows_per_call=settings.max_rows_per_call,
-        )
-        explainer = DeterministicExplainer(
-            bundle.load_explainer(bind=False),
-            predictor,
-            schema,
-            list(manifest.class_names),
-            manifest.artifact_sha256,
-        )
+        self.service, manifest = build_service(settings, self.recorder)
         self.manifest = manifest
-        cache, jobs = build_stores(settings, manifest.artifact_sha256)
-        on_stop(jobs.close)  # at exit: take no further queued job
-        self.service = ExplainService(
-            explainer,
-            cache,
-            jobs,
-            self.recorder,
-            default_seed=settings.seed,
-            max_rows=settings.max_rows,
-            sync_wait_s=settings.sync_wait_s,
-        )
+        on_stop(self.service.jobs.close)  # at exit: take no further queued job
         log.info("explainer for %s %s calls %s", manifest.name, manifest.version, settings.model_url)
 
     def predict_raw(

@@ -139,10 +139,14 @@ class DeterministicExplainer:
             count = self.predictor.count
         data = explanation.data
         label = int(np.asarray(data["raw"]["prediction"]).reshape(-1)[0])
+        precision = float(data["precision"])
         return {
+            "methods": ["anchors"],
             "anchor": list(data["anchor"]),
-            "precision": float(data["precision"]),
+            "precision": precision,
             "coverage": float(data["coverage"]),
+            "threshold": params.threshold,
+            "threshold_met": precision >= params.threshold,
             "instance": self.schema.decode(instance),
             "prediction": self.class_names[label],
             "params": params.model_dump(),

@@ -29,18 +29,21 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 @dataclass(frozen=True)
 class Work:
-    """What one job explains: encoded rows, the explanation parameters, the seed."""
+    """What one job explains: encoded rows, the anchor parameters, the seed, and the methods (None:
+    anchors alone, the shape jobs had before other methods existed)."""
 
     rows: list[list[float]]
     params: dict[str, Any]
     seed: int
+    methods: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "params": self.params, "seed": self.seed}
+        data = {"rows": self.rows, "params": self.params, "seed": self.seed}
+        return data if self.methods is None else {**data, "methods": self.methods}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Work:
-        return cls(rows=data["rows"], params=data["params"], seed=data["seed"])
+        return cls(rows=data["rows"], params=data["params"], seed=data["seed"], methods=data.get("methods"))
 
 
 Runner = Callable[[Work], dict[str, Any]]

@@ -10,6 +10,7 @@ docs/explain.md). A read timeout is never retried: the model may be busy, not go
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +67,8 @@ class RemotePredictor:
         # The model neither forwards nor counts requests so marked (docs/contracts.md).
         self.headers = {"Content-Type": "application/json", TRAFFIC_HEADER: EXPLAINER_TRAFFIC}
         self.max_rows_per_call = max_rows_per_call
+        # The artifact_sha256 the model's last answer to this thread named; attributions check it.
+        self._last = threading.local()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         # The pipeline's own rule (ties to the first class, like sklearn), so remote labels match local ones.
@@ -79,8 +82,12 @@ class RemotePredictor:
         chunks = range(0, len(X), self.max_rows_per_call)
         return np.concatenate([self._call(X[i : i + self.max_rows_per_call]) for i in chunks])
 
+    def _body(self, X: np.ndarray) -> str:
+        """The request body for ``X`` (the V2 predictor, ``remote_v2``, sends V2 tensors instead)."""
+        return json.dumps({"data": {"names": self.feature_names, "ndarray": X.tolist()}})
+
     def _call(self, X: np.ndarray) -> np.ndarray:
-        body = json.dumps({"data": {"names": self.feature_names, "ndarray": X.tolist()}})
+        body = self._body(X)
         try:
             response = self.pool.request("POST", self.url, body=body, headers=self.headers)
         except (TimeoutError, MaxRetryError, HTTPError) as exc:
@@ -120,6 +127,7 @@ class RemotePredictor:
         if names and list(names) != self.class_names:
             raise ModelMismatch(f"model classes {names} differ from the explainer's {self.class_names}")
         remote_sha = (message.get("meta") or {}).get("tags", {}).get("artifact_sha256")
+        self._last.artifact_sha256 = remote_sha if isinstance(remote_sha, str) else None
         if self.artifact_sha256 and remote_sha and remote_sha != self.artifact_sha256:
             # An explanation of another model version would be silently wrong: refuse it.
             raise ModelMismatch(
@@ -127,6 +135,11 @@ class RemotePredictor:
                 f"the explainer was fitted for {self.artifact_sha256[:12]}"
             )
         return probabilities
+
+    @property
+    def last_artifact_sha256(self) -> str | None:
+        """The ``artifact_sha256`` the model's last answer on this thread named (None: it named none)."""
+        return getattr(self._last, "artifact_sha256", None)
 
     def close(self) -> None:
         self.pool.clear()

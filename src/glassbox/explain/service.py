@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glassbox.errors import InvalidInput, Overloaded, UpstreamUnavailable
+from glassbox.contract.explanations import ExplainMethods
+from glassbox.errors import GlassboxError, InvalidInput, Overloaded, UpstreamUnavailable
 from glassbox.explain.cache import Cache, cache_key
 from glassbox.explain.jobs import DONE, FAILED, Jobs, JobState, Work
 from glassbox.explain.metrics import ExplainerMetrics
@@ -21,6 +22,7 @@ from glassbox.explain.stores import StoreUnavailable
 
 if TYPE_CHECKING:
     from glassbox.explain.core import DeterministicExplainer  # imports alibi: load() time only
+    from glassbox.explain.methods import MethodRunner
 
 JOB_PATH = "/api/v1.0/explain/jobs/{id}"
 
@@ -34,6 +36,7 @@ class ExplainRequest:
     seed: int | None = None
     submit: bool = False
     job_id: str | None = None
+    methods: ExplainMethods = field(default_factory=ExplainMethods)  # anchors alone by default
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -50,7 +53,8 @@ def failure_reason(exc: BaseException) -> str:
     ):
         if isinstance(exc, kind):
             return reason
-    return "internal"
+    reason = getattr(exc, "reason", None)  # e.g. model_version_mismatch (attributions.VersionConflict)
+    return reason if isinstance(reason, str) else "internal"
 
 
 class ExplainService:
@@ -63,8 +67,10 @@ class ExplainService:
         default_seed: int,
         max_rows: int,
         sync_wait_s: float,
+        methods: MethodRunner | None = None,
     ):
         self.explainer = explainer
+        self.methods = methods  # attributions and counterfactuals; None: anchors only
         self.cache = cache
         self.jobs = jobs
         self.metrics = metrics
@@ -96,15 +102,19 @@ class ExplainService:
                 "(GLASSBOX_EXPLAINER_MAX_ROWS): split the request"
             )
         seed = self.default_seed if request.seed is None else request.seed
+        methods = request.methods
+        self._check(methods)
         version = self.explainer.model_version
-        cached = self.cache.get_many([cache_key(version, row, request.params, seed) for row in rows])
+        cached = self.cache.get_many([cache_key(version, row, request.params, seed, methods) for row in rows])
         misses = sum(record is None for record in cached)
         self.metrics.cache(hits=len(cached) - misses, misses=misses)
         if not misses:
             return response_body(cached, [True] * len(cached))
 
         rows_json = np.asarray(rows, dtype=np.float64).tolist()
-        job = self.jobs.submit(Work(rows=rows_json, params=request.params.model_dump(), seed=seed))
+        options = None if methods.anchors_only else methods.model_dump(mode="json")
+        work = Work(rows=rows_json, params=request.params.model_dump(), seed=seed, methods=options)
+        job = self.jobs.submit(work)
         if request.submit:
             return job_body(job)
         # Wait a bounded time; a job still running answers its handle, and its result waits under its id.
@@ -120,29 +130,46 @@ class ExplainService:
         """Run one job: the rows the cache does not hold (by now) are explained and cached."""
         rows = np.asarray(work.rows, dtype=np.float64)
         params = ExplainParams.model_validate(work.params)
+        methods = ExplainMethods() if work.methods is None else ExplainMethods.model_validate(work.methods)
         version = self.explainer.model_version
-        keys = [cache_key(version, row, params, work.seed) for row in rows]
+        keys = [cache_key(version, row, params, work.seed, methods) for row in rows]
         records = self.cache.get_many(keys)
         hits = [record is not None for record in records]
         for i, row in enumerate(rows):
             if records[i] is not None:
                 continue
             try:
-                record = self.explainer.explain(row, params, work.seed)
+                if methods.anchors_only or self.methods is None:
+                    record = self.explainer.explain(row, params, work.seed)
+                else:
+                    record = self.methods.explain(row, methods, params, work.seed)
             except Exception as exc:
-                self.metrics.failed(failure_reason(exc))
+                # A refusal (4xx, e.g. another model version) is counted where it is answered.
+                if not (isinstance(exc, GlassboxError) and 400 <= exc.status_code < 500):
+                    self.metrics.failed(failure_reason(exc))
                 raise
             stats = record["stats"]
-            self.metrics.explained(
-                stats["seconds"],
-                stats["model_calls"],
-                stats["model_rows"],
-                record["precision"],
-                record["coverage"],
-            )
+            if "anchor" in record:
+                self.metrics.explained(
+                    stats["seconds"],
+                    stats["model_calls"],
+                    stats["model_rows"],
+                    record["precision"],
+                    record["coverage"],
+                )
             self.cache.put(keys[i], record)
             records[i] = record
         return response_body(records, hits)
+
+    def _check(self, methods: ExplainMethods) -> None:
+        """Refuse a method this explainer cannot run now (409), before a job is queued for it."""
+        if methods.anchors_only:
+            return
+        if self.methods is None:
+            from glassbox.explain.methods import MethodUnavailable
+
+            raise MethodUnavailable(f"methods {list(methods.method)}: this explainer runs anchors only")
+        self.methods.check(methods)
 
 
 def job_body(job: JobState) -> dict[str, Any]:
@@ -154,12 +181,13 @@ def job_body(job: JobState) -> dict[str, Any]:
 
 
 def response_body(records: list[dict[str, Any]], cached: list[bool]) -> dict[str, Any]:
-    """``{"explanations": [...], "names", "precision", "coverage"}``: the top level mirrors row 0."""
+    """``{"explanations": [...], "names", "precision", "coverage"}``: the top level mirrors row 0's anchor
+    (``names`` is empty and the others null when anchors were not asked for)."""
     explanations = [{**record, "cached": hit} for record, hit in zip(records, cached, strict=True)]
     first = explanations[0]
     return {
         "explanations": explanations,
-        "names": first["anchor"],
-        "precision": first["precision"],
-        "coverage": first["coverage"],
+        "names": first.get("anchor", []),
+        "precision": first.get("precision"),
+        "coverage": first.get("coverage"),
     }

@@ -26,6 +26,13 @@ class ExplainerSettings(BaseSettings):
             "/seldon/<ns>/<name>/api/v1.0/predictions."
         ),
     )
+    model_protocol: Literal["seldon", "v2"] = Field(
+        "seldon",
+        description=(
+            "How to call the model at model_url: seldon (Seldon v1 predictions) or v2 (Open Inference "
+            "Protocol, e.g. http://<host>:8080/v2/models/loanclassifier/infer on MLServer or KServe)."
+        ),
+    )
     connect_timeout_s: float = Field(2.0, gt=0, description="Seconds to open a connection to the model.")
     read_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for one model answer.")
     retries: int = Field(2, ge=0, description="Retries of a model call on connection errors only.")

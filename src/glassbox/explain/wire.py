@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from glassbox.contract.explanations import ExplainMethods
 from glassbox.contract.payload import parse_request, parse_rows, request_meta
 from glassbox.contract.schema import FeatureSchema, RejectedInput
 from glassbox.explain.params import ExplainParams
@@ -29,6 +30,14 @@ class ExplainOptions(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="AnchorTabular.explain parameters.")
     seed: int | None = Field(None, description="RNG seed; the default is GLASSBOX_EXPLAINER_SEED.")
     job: Literal["submit"] | None = Field(None, description="'submit': answer with a job handle at once.")
+    method: Any = Field(
+        None, description="'anchors' (default), 'attributions', 'counterfactuals', or a list of them."
+    )
+    attributions: Any = Field(None, description='{"classes": "predicted" | "all"}.')
+    reason_codes: Any = Field(None, description='{"top_k": 1..12} (they come with attributions).')
+    counterfactuals: Any = Field(
+        None, description='{"k": 1..10, "method": "random" | "genetic", "sample_size", "max_iterations"}.'
+    )
 
 
 class ExplainJson(ExplainOptions):
@@ -62,14 +71,15 @@ def parse_payload(payload: Any, schema: FeatureSchema, max_rows: int) -> Explain
             raise RejectedInput(
                 "bad_payload", "jsonData needs 'instances' (rows to explain) or 'job_id' (a job to poll)"
             )
-        return _request(parse_rows(body.instances, schema, max_rows, body.names, "jsonData.instances"), body)
+        rows = parse_rows(body.instances, schema, max_rows, body.names, "jsonData.instances")
+        return _request(rows, body, "jsonData")
     if "jsonData" not in payload and "data" not in payload and ("strData" in payload or "binData" in payload):
         raise RejectedInput(
             "bad_payload", "strData/binData are not explained: send data.ndarray, data.tensor or jsonData"
         )
     tags = request_meta(payload).get("tags") or {}
     options = _validate(ExplainOptions, tags.get("explain") or {}, "meta.tags.explain")
-    return _request(parse_request(payload, schema, max_rows), options)
+    return _request(parse_request(payload, schema, max_rows), options, "meta.tags.explain")
 
 
 def to_seldon(body: dict[str, Any], response_format: str) -> dict[str, Any]:
@@ -83,12 +93,18 @@ def to_seldon(body: dict[str, Any], response_format: str) -> dict[str, Any]:
     return {"jsonData": body}
 
 
-def _request(rows: np.ndarray, options: ExplainOptions) -> ExplainRequest:
+def _request(rows: np.ndarray, options: ExplainOptions, where: str) -> ExplainRequest:
+    methods = {
+        name: value
+        for name in ("method", "attributions", "reason_codes", "counterfactuals")
+        if (value := getattr(options, name)) is not None
+    }
     return ExplainRequest(
         rows=rows,
         params=ExplainParams.parse(options.params),
         seed=options.seed,
         submit=options.job == "submit",
+        methods=_validate(ExplainMethods, methods, where),
     )
 
 
@@ -96,5 +112,8 @@ def _validate[M: BaseModel](model: type[M], value: Any, where: str) -> M:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or where}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or where}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
         raise RejectedInput("bad_options", f"bad {where}: {problems}") from None

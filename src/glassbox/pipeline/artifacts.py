@@ -27,6 +27,7 @@ from glassbox.contract.labels import argmax_like_sklearn
 from glassbox.errors import ArtifactIntegrityError, Conflict, NotFound
 
 if TYPE_CHECKING:
+    from glassbox.pipeline.detectors import Detectors
     from glassbox.pipeline.fastpath import FastPath
 
 MANIFEST = "manifest.json"
@@ -214,6 +215,17 @@ class Bundle:
 
     def report(self) -> dict[str, Any]:
         return json.loads(self.read_verified(REPORT))
+
+    def detectors(self) -> Detectors:
+        """Drift references and outlier scorer (``detectors.npz``: arrays only, hash-checked)."""
+        from glassbox.pipeline.detectors import DETECTORS, Detectors
+
+        if DETECTORS not in self.manifest.files:
+            raise NotFound(
+                f"{self.path} has no {DETECTORS} (trained before the monitor existed): "
+                "retrain with glassbox train"
+            )
+        return Detectors.from_bytes(self.read_verified(DETECTORS))
 
 
 def read_manifest(version_dir: Path) -> Manifest:

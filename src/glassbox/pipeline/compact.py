@@ -33,6 +33,12 @@ before the key existed are read as version 1 when every column the trees see is 
 what ``glassbox train`` always wrote (``build_preprocessor`` imputes every column), NaN then never
 reaches a tree, and the only difference of version 2 (the missing-value flag) cannot matter. Any
 other version, or a version-1 file that would let NaN reach its trees, is refused.
+
+Since issue #13 a file may also hold ``cover`` (``OPTIONAL_ARRAYS``): float64 per node, the training
+samples that reached it (sklearn's ``weighted_n_node_samples``), which path-dependent TreeSHAP needs
+(``treeshap.py``) and prediction does not. It is optional within version 2: older files load as before
+(``cover`` is None and attributions are refused, naming the retrain), and prediction never reads it;
+``from_bytes`` loads it only when asked (``with_cover``), so the model component's memory is unchanged.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ FEATURE = MISSING_IS_NEXT - 1  # the feature index bits
 SCALED, ONE_HOT = 0, 1  # kinds of output column
 ARRAYS = ("impute", "kind", "source", "a", "b", "nodes", "roots")
 ARRAY_TYPES = (np.float64, np.int8, np.int32, np.float64, np.float64, NODE, np.int32)  # as built here
+OPTIONAL_ARRAYS = ("cover",)  # float64 per node: training samples reaching it (TreeSHAP only)
 CLEAN, HAS_NAN = -1, -2  # what ``_preprocess_row`` reports when it refuses nothing
 
 
@@ -98,6 +105,7 @@ class CompactPipeline:
     nodes: np.ndarray  # NODE records of every tree, one tree after the other
     roots: np.ndarray  # int32: each tree's root in ``nodes``
     nan_ok: bool = True  # a NaN may reach the trees (dense output); sklearn refuses it in sparse output
+    cover: np.ndarray | None = None  # float64 per node: training samples reaching it (TreeSHAP); optional
 
     def __post_init__(self) -> None:
         if _AOT is not None:  # the extension takes exactly the array types it was built for, unchecked
@@ -117,13 +125,18 @@ class CompactPipeline:
             raise Unsupported(f"the pipeline takes {preprocessor.n_features_in_} features, not {n_features}")
         impute = np.full(n_features, np.nan)
         kind, source, a, b = _columns(preprocessor, impute)
-        parts, roots, offset = [], [], 0
+        parts, covers, roots, offset = [], [], [], 0
         for estimator in forest.estimators_:
-            parts.append(_tree_nodes(estimator.tree_, offset))
+            nodes, cover = _tree_nodes(estimator.tree_, offset)
+            parts.append(nodes)
+            covers.append(cover)
             roots.append(offset)
-            offset += len(parts[-1])
+            offset += len(nodes)
         nan_ok = not preprocessor.sparse_output_
-        return cls(impute, kind, source, a, b, np.concatenate(parts), np.array(roots, np.int32), nan_ok)
+        return cls(
+            impute, kind, source, a, b, np.concatenate(parts), np.array(roots, np.int32), nan_ok,
+            np.concatenate(covers),
+        )  # fmt: skip
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities (rows, classes) for C-contiguous float64 rows of ``n_features`` raw values."""
@@ -142,15 +155,21 @@ class CompactPipeline:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays = {name: getattr(self, name) for name in ARRAYS}
+        if self.cover is not None:
+            arrays["cover"] = self.cover
         np.savez(buffer, format_version=np.int32(FORMAT_VERSION), nan_ok=np.bool_(self.nan_ok), **arrays)
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "compact.npz") -> CompactPipeline:
-        """Load ``to_bytes``' output; ``name`` (the file) is what an ``ArtifactIntegrityError`` names."""
+    def from_bytes(cls, data: bytes, name: str = "compact.npz", with_cover: bool = False) -> CompactPipeline:
+        """Load ``to_bytes``' output; ``name`` (the file) is what an ``ArtifactIntegrityError`` names.
+
+        ``with_cover`` also loads the per-node cover when the file holds it (TreeSHAP needs it).
+        """
+        skipped = () if with_cover else OPTIONAL_ARRAYS
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as arrays:  # plain arrays: nothing runs
-                stored = {key: arrays[key] for key in arrays.files}
+                stored = {key: arrays[key] for key in arrays.files if key not in skipped}
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ArtifactIntegrityError(f"{name}: not a compact forest file ({exc})") from None
         version = _format_version(stored, name)
@@ -172,7 +191,10 @@ class CompactPipeline:
                     "expected: retrain the model"
                 )
             return cls(**fields, nan_ok=False)
-        return cls(**fields, nan_ok=bool(stored["nan_ok"]))
+        cover = stored.get("cover")
+        if cover is not None and (cover.dtype != np.float64 or cover.shape != fields["nodes"].shape):
+            raise ArtifactIntegrityError(f"{name}: cover {cover.dtype} {cover.shape} does not fit the nodes")
+        return cls(**fields, nan_ok=bool(stored["nan_ok"]), cover=cover)
 
 
 def _format_version(stored: dict[str, np.ndarray], name: str) -> int:
@@ -296,8 +318,9 @@ def _check_forest(forest: object, n_columns: int) -> None:
         )
 
 
-def _tree_nodes(tree, offset: int) -> np.ndarray:
-    """One sklearn ``tree_`` as NODE records, the busier child of each node right after it."""
+def _tree_nodes(tree, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """One sklearn ``tree_`` as NODE records, the busier child of each node right after it, and each
+    node's cover (``weighted_n_node_samples``, what shap's path-dependent TreeSHAP weighs by)."""
     left, right, rows = tree.children_left, tree.children_right, tree.weighted_n_node_samples
     next_is_left = rows[np.maximum(left, 0)] >= rows[np.maximum(right, 0)]
     order, stack = [], [0]
@@ -322,7 +345,7 @@ def _tree_nodes(tree, offset: int) -> np.ndarray:
     nodes["feature"] = np.where(is_leaf, LEAF, tree.feature[order] | flags)
     nodes["value"] = np.where(is_leaf, positive.astype(np.float32), below)
     nodes["far"] = np.where(is_leaf, 0, position[np.maximum(far, 0)] + offset)
-    return nodes
+    return nodes, rows[order].astype(np.float64)
 
 
 # --- the compiled loops (numba; compiled on first call, cached beside this file when writable) -----

@@ -80,6 +80,22 @@ class ExplainerConfig(_Strict):
     disc_perc: list[int] = Field(default_factory=lambda: [25, 50, 75])
 
 
+class ExplanationsConfig(_Strict):
+    """What reason codes and counterfactuals need to know about the decision (issue #13)."""
+
+    adverse_class: str | None = Field(
+        None, description="The adverse decision reason codes explain; default: the non-positive class."
+    )
+    immutable: list[str] = Field(
+        default_factory=lambda: ["Race", "Sex", "Country"],
+        description="Features a counterfactual never changes (those the config does not have are ignored).",
+    )
+    increase_only: list[str] = Field(
+        default_factory=lambda: ["Age"],
+        description="Numeric features a counterfactual may only increase (ignored when absent).",
+    )
+
+
 class EvaluationConfig(_Strict):
     permutation_repeats: int = Field(5, ge=1, le=50, description="Repeats of permutation importance.")
     seed: int = 0
@@ -117,6 +133,7 @@ class TrainingConfig(_Strict):
     resampling: ResamplingConfig = Field(default_factory=ResamplingConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     explainer: ExplainerConfig = Field(default_factory=ExplainerConfig)
+    explanations: ExplanationsConfig = Field(default_factory=ExplanationsConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
 
@@ -136,6 +153,19 @@ class TrainingConfig(_Strict):
             for attr in names:
                 if self.features.get(attr) != "categorical":
                     raise ValueError(f"{section}: {attr!r} must be a categorical feature")
+        explained = self.explanations
+        if explained.adverse_class is not None and explained.adverse_class == "":
+            raise ValueError("explanations.adverse_class: name a class or leave it out")
+        if "explanations" in self.model_fields_set:  # names set by hand must exist; defaults may not
+            for section in ("immutable", "increase_only"):
+                if section not in explained.model_fields_set:
+                    continue
+                unknown = [name for name in getattr(explained, section) if name not in self.features]
+                if unknown:
+                    raise ValueError(f"explanations.{section}: {unknown} are not features")
+            for name in explained.increase_only if "increase_only" in explained.model_fields_set else []:
+                if self.features[name] != "numeric":
+                    raise ValueError(f"explanations.increase_only: {name!r} must be a numeric feature")
         if self.resampling.strategy != "none" and not self.resampling.by:
             raise ValueError("resampling.by: name the attributes to resample by")
         return self

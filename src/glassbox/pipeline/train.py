@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from glassbox.errors import ConfigError, Conflict, GlassboxError
-from glassbox.pipeline import artifacts, fastpath
+from glassbox.pipeline import artifacts, detectors, fastpath
 from glassbox.pipeline.config import TrainingConfig
 from glassbox.pipeline.data import Dataset, load_dataset
 from glassbox.pipeline.estimator import build_pipeline
@@ -49,6 +49,7 @@ STEPS = (
     "fit model",
     "compile fast path",
     "fit explainer",
+    "fit detectors",
     "evaluate",
     "write artifacts",
 )
@@ -131,6 +132,11 @@ def train(
             correction_summary = None
             if corrections is not None:
                 data, correction_summary = corrections(data)
+            adverse = config.explanations.adverse_class
+            if adverse is not None and adverse not in data.class_names:
+                raise ConfigError(
+                    f"explanations.adverse_class: {adverse!r} is not a class of {data.class_names}"
+                )
 
         with bar.step("split"):
             # Rows not from the file (negative row_index: reviewed predictions) always train, so the
@@ -163,6 +169,18 @@ def train(
         with bar.step("fit explainer"):
             explainer = fit_explainer(config, data, train_rows, pipeline.predict)
 
+        with bar.step("fit detectors"):
+            # Drift and outlier references (glassbox.monitor) from the file's train rows as drawn,
+            # before any resampling: live traffic looks like the population, not a rebalanced sample.
+            fitted_detectors = detectors.fit(
+                data.X[split.train],
+                data.feature_names,
+                data.category_map,
+                data.class_names,
+                fast.predict(data.X[test_rows]),
+                pipeline.steps[0][1],
+            )
+
         with bar.step("evaluate"):
             report, curves = evaluate(
                 data,
@@ -191,6 +209,7 @@ def train(
             artifacts.save_explainer(explainer, staging / artifacts.EXPLAINER)
             for name, content in fast_files.items():
                 (staging / name).write_bytes(content)
+            (staging / detectors.DETECTORS).write_bytes(fitted_detectors.to_bytes())
             _write_json(staging / artifacts.REPORT, report)
             draw_all(report, curves, data.class_names, staging / "plots")
             summary = {

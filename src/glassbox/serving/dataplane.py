@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from glassbox.contract.labels import Certainty
+from glassbox.contract.monitoring import ROWS_PATH, MonitorRowsBuilder
 from glassbox.contract.payload import parse_request, request_meta
 from glassbox.contract.records import RecordBuilder, UncertainRows
 from glassbox.contract.schema import FeatureSchema, RejectedInput
@@ -27,6 +28,11 @@ from glassbox.serving.outbox import Outbox
 from glassbox.serving.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
+
+MONITOR_OUTBOX = "monitor-outbox.sqlite3"  # beside the queue's outbox.sqlite3, in the same directory
+
+# (payload, schema, max_rows) -> the rows as a checked float64 (n, width) array, or RejectedInput
+Parser = Callable[[Any, FeatureSchema, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -54,14 +60,36 @@ class Dataplane:
         if settings.queue_url:
             outbox = Outbox(settings.outbox_dir, settings.outbox_max_records)
             self.forwarder = Forwarder(settings, outbox, self.records.build)
+        self.monitor: Forwarder | None = None  # a sample of every prediction to the drift/outlier monitor
+        self._sampler = np.random.default_rng()
+        if settings.monitor_url and settings.monitor_sample > 0:
+            self.monitor = Forwarder(
+                settings.model_copy(
+                    update={
+                        "forward_batch_size": settings.monitor_batch_size,
+                        "forward_linger_seconds": settings.monitor_linger_seconds,
+                    }
+                ),
+                Outbox(settings.outbox_dir, settings.outbox_max_records, MONITOR_OUTBOX),
+                MonitorRowsBuilder(self.model_name, self.model_version).build,
+                url=settings.monitor_url.rstrip("/") + ROWS_PATH,
+                api_key=settings.monitor_api_key,
+                target="monitor",
+                # The monitor refuses a malformed body or rows it can never take (another model version,
+                # wrong width) with these: counted as rejected, not retried forever from the outbox.
+                permanent_statuses=frozenset({400, 413, 422}),
+                batch_rows=settings.monitor_batch_rows,
+            )
 
     def start(self) -> None:
-        if self.forwarder is not None:
-            self.forwarder.start()
+        for forwarder in (self.forwarder, self.monitor):
+            if forwarder is not None:
+                forwarder.start()
 
     def stop(self) -> None:
-        if self.forwarder is not None:
-            self.forwarder.stop()
+        for forwarder in (self.forwarder, self.monitor):
+            if forwarder is not None:
+                forwarder.stop()
 
     @property
     def tags(self) -> dict[str, str]:
@@ -72,11 +100,19 @@ class Dataplane:
         }
 
     def predict(
-        self, payload: Mapping[str, Any], request_id: str | None = None, explainer: bool = False
+        self,
+        payload: Any,
+        request_id: str | None = None,
+        explainer: bool = False,
+        parse: Parser = parse_request,
     ) -> Prediction:
-        """Probabilities for a Seldon request; ``RejectedInput`` (400) for anything the schema refuses."""
+        """Probabilities for a request; ``RejectedInput`` (400) for anything the schema refuses.
+
+        ``parse`` reads the rows: a Seldon body (the default) or V2 ``inputs``
+        (``glassbox.contract.v2.decode_inputs``, the MLServer runtime's); all else is the same.
+        """
         try:
-            X = parse_request(payload, self.schema, self.settings.max_rows)
+            X = parse(payload, self.schema, self.settings.max_rows)
         except RejectedInput as exc:
             self.metrics.reject(exc.reason)
             raise
@@ -88,6 +124,7 @@ class Dataplane:
         else:
             self.metrics.observe(certainty)
             self._forward(request_id, X, probabilities, certainty)
+            self._monitor(request_id, X, probabilities, certainty)
         return Prediction(request_id, probabilities, certainty)
 
     def _forward(
@@ -100,6 +137,24 @@ class Dataplane:
             self.forwarder.submit(
                 UncertainRows.select(request_id, rows, X, probabilities, certainty, time.time())
             )
+
+    def _monitor(
+        self, request_id: str, X: np.ndarray, probabilities: np.ndarray, certainty: Certainty
+    ) -> None:
+        if self.monitor is None:
+            return
+        sample = self.settings.monitor_sample
+        now = time.time()
+        if sample >= 1.0:  # every row: hand over the request's own arrays (nothing mutates them), no copy
+            c = certainty
+            item = UncertainRows(request_id, np.arange(len(X)), X, probabilities, c.max_probability,
+                                 c.margin, c.entropy, c.predicted, now)  # fmt: skip
+        else:
+            rows = np.flatnonzero(self._sampler.random(len(X)) < sample)
+            if not len(rows):
+                return
+            item = UncertainRows.select(request_id, rows, X, probabilities, certainty, now)
+        self.monitor.submit(item)
 
     def feedback(
         self, request: Mapping[str, Any], truth: Any, reward: float, response: Mapping[str, Any]
@@ -176,4 +231,8 @@ class Dataplane:
         return [self.schema.class_names[i] for i in P.argmax(axis=1)]
 
     def report_metrics(self, force: bool = False) -> None:
-        self.metrics.report(self.forwarder.stats if self.forwarder else None, force)
+        self.metrics.report(
+            self.forwarder.stats if self.forwarder else None,
+            force,
+            monitor=self.monitor.stats if self.monitor else None,
+        )

@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+from glassbox.serving.outbox import connect_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT NOT NULL,
@@ -32,8 +34,7 @@ class FeedbackLog:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / filename
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path)
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
         if "feedback_id" not in columns:

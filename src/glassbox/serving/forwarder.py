@@ -1,5 +1,8 @@
 """Send uncertain rows to the annotation queue without ever slowing down or failing a prediction.
 
+The same machinery (its own buffer, thread and outbox file) sends a sample of every prediction to the
+drift and outlier monitor (``glassbox.monitor``); ``target`` names the receiver in logs.
+
 Requests only append to a bounded in-memory buffer. One background thread per process takes
 batches from it, formats the records and posts them to the queue's bulk intake. When the queue
 cannot take them, the records go to the durable ``Outbox`` and are retried from there with
@@ -45,9 +48,26 @@ class Forwarder:
     """Bounded buffer + background sender + outbox. ``submit`` never blocks on the network."""
 
     def __init__(
-        self, settings: ModelSettings, outbox: Outbox, build: Callable[[UncertainRows], list[tuple[str, str]]]
+        self,
+        settings: ModelSettings,
+        outbox: Outbox,
+        build: Callable[[UncertainRows], list[tuple[str, str]]],
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        target: str = "annotation queue",
+        permanent_statuses: frozenset[int] = frozenset(),
+        batch_rows: int | None = None,
     ):
-        self.url = settings.queue_url.rstrip("/") + BULK_PATH
+        """``url``: the endpoint (default the queue's bulk intake); ``permanent_statuses``: answers that
+        refuse the records for good (counted as rejected, never retried: resending cannot help);
+        ``batch_rows``: buffered rows that make a batch (default ``forward_batch_size``, which also
+        caps the records per call)."""
+        self.batch_rows = batch_rows or settings.forward_batch_size
+        self.url = url if url is not None else settings.queue_url.rstrip("/") + BULK_PATH
+        self.api_key = settings.queue_api_key if api_key is None else api_key
+        self.target = target
+        self.permanent_statuses = permanent_statuses
         self.settings = settings
         self.outbox = outbox
         self.build = build
@@ -73,7 +93,7 @@ class Forwarder:
                 self._buffered_rows += len(item)
                 # Wake the sender only when it sleeps on an empty buffer or a batch is full: waking it
                 # on every request (it is lingering for a batch) cost each request a thread switch.
-                if idle or self._buffered_rows >= self.settings.forward_batch_size:
+                if idle or self._buffered_rows >= self.batch_rows:
                     self._cond.notify()
                 return
         # The sender is behind (or stopping): keep the rows durable rather than hold the request.
@@ -83,7 +103,9 @@ class Forwarder:
 
     def start(self) -> None:
         self._refresh_depth()
-        self._thread = threading.Thread(target=self._run, name="glassbox-forwarder", daemon=True)
+        queue = self.target == "annotation queue"
+        name = "glassbox-forwarder" if queue else f"glassbox-{self.target}-forwarder"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 0.5) -> None:
@@ -109,7 +131,7 @@ class Forwarder:
 
     def _run(self) -> None:
         session = requests.Session()
-        session.headers.update({"X-API-Key": self.settings.queue_api_key, "Content-Type": "application/json"})
+        session.headers.update({"X-API-Key": self.api_key, "Content-Type": "application/json"})
         while True:
             items = self._take_batch()
             if not items and self._stopping:  # stopping, and every buffered row taken
@@ -146,13 +168,13 @@ class Forwarder:
             if self._buffer and self.settings.forward_linger_seconds > 0:
                 # Let a batch fill a little: fewer, bigger bulk calls cost the queue less.
                 deadline = time.monotonic() + self.settings.forward_linger_seconds
-                while self._buffered_rows < self.settings.forward_batch_size and not self._stopping:
+                while self._buffered_rows < self.batch_rows and not self._stopping:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
             taken, rows = [], 0
-            while self._buffer and rows < self.settings.forward_batch_size:
+            while self._buffer and rows < self.batch_rows:
                 item = self._buffer.popleft()
                 taken.append(item)
                 rows += len(item)
@@ -186,11 +208,17 @@ class Forwarder:
                 self.url, data=body.encode(), timeout=self.settings.forward_timeout_seconds
             )
         except requests.RequestException as exc:
-            logger.warning("annotation queue unreachable (%s); records wait in the outbox", exc)
+            logger.warning("%s unreachable (%s); records wait in the outbox", self.target, exc)
             self._schedule_retry()
             return False
+        if response.status_code in self.permanent_statuses:
+            logger.error("%s refused %d records: %s %.300s", self.target, len(chunk), response.status_code,
+                         response.text)  # fmt: skip
+            self._count(rejected=len(chunk))
+            self._backoff = 0.0
+            return True  # delivered as far as it ever can be: out of the buffer and the outbox
         if response.status_code != 200:
-            logger.warning("annotation queue answered %s: %.300s", response.status_code, response.text)
+            logger.warning("%s answered %s: %.300s", self.target, response.status_code, response.text)
             self._schedule_retry()
             return False
         self._accepted(chunk, response)
@@ -203,7 +231,7 @@ class Forwarder:
         except ValueError:
             errors = []
         for error in errors:
-            logger.error("annotation queue refused record %s: %s", error.get("id"), error.get("error"))
+            logger.error("%s refused record %s: %s", self.target, error.get("id"), error.get("error"))
         self._count(rejected=len(errors), forwarded=len(chunk) - len(errors))
 
     def _drain(self, session: requests.Session) -> None:

@@ -30,6 +30,13 @@ FORWARD_COUNTERS = {  # ForwardStats field -> (metric name without _total, help)
     "dropped": ("forward_dropped", "Records lost because the outbox was full or unwritable"),
     "rejected": ("forward_rejected", "Records the queue refused as invalid (logged with the reason)"),
 }
+MONITOR_COUNTERS = {  # the same totals of the sender to the drift/outlier monitor (one record per request)
+    "forwarded": ("monitor_forwarded", "Request records the monitor accepted"),
+    "retries": ("monitor_forward_retries", "Request records re-sent to the monitor from its outbox"),
+    "spilled": ("monitor_forward_spilled", "Request records written to the monitor outbox"),
+    "dropped": ("monitor_forward_dropped", "Request records for the monitor lost (its outbox full)"),
+    "rejected": ("monitor_forward_rejected", "Request records the monitor refused (logged with the reason)"),
+}
 
 
 class BatchHistogram(Histogram):
@@ -99,9 +106,20 @@ class ModelMetrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        self._monitor = {
+            field: Counter(PREFIX + name, text, registry=r)
+            for field, (name, text) in MONITOR_COUNTERS.items()
+        }
+        self._monitor_outbox_depth = Gauge(
+            PREFIX + "monitor_outbox_depth",
+            "Request records waiting in the monitor outbox",
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._last_report = float("-inf")
         self._forward_seen = ForwardStats()
+        self._monitor_seen = ForwardStats()
 
     def observe(self, certainty: Certainty) -> None:
         """Count one request's rows of user traffic (vectorised: no per-row Python)."""
@@ -125,22 +143,33 @@ class ModelMetrics:
         model-side live accuracy."""
         self._feedback.labels(reward=f"{reward:g}").inc(rows)
 
-    def report(self, forward: ForwardStats | None = None, force: bool = False) -> None:
+    def report(
+        self, forward: ForwardStats | None = None, force: bool = False, monitor: ForwardStats | None = None
+    ) -> None:
         """Copy the forwarder's running totals into the counters (and the outbox depth into the gauge).
 
         The forwarder counts in its own thread; this runs with requests and health checks, at most once
         per ``report_interval`` unless ``force``.
         """
-        if forward is None:
+        if forward is None and monitor is None:
             return
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last_report < self.report_interval:
                 return
             self._last_report = now
-            for field, counter in self._forward.items():
-                total = getattr(forward, field)
-                if delta := total - getattr(self._forward_seen, field):
-                    counter.inc(delta)
-                setattr(self._forward_seen, field, total)
-            self._outbox_depth.set(forward.outbox_depth)
+            if forward is not None:
+                _copy(forward, self._forward_seen, self._forward)
+                self._outbox_depth.set(forward.outbox_depth)
+            if monitor is not None:
+                _copy(monitor, self._monitor_seen, self._monitor)
+                self._monitor_outbox_depth.set(monitor.outbox_depth)
+
+
+def _copy(totals: ForwardStats, seen: ForwardStats, counters: dict[str, Counter]) -> None:
+    """Add what ``totals`` gained since ``seen`` to ``counters``; remember the new totals."""
+    for field, counter in counters.items():
+        total = getattr(totals, field)
+        if delta := total - getattr(seen, field):
+            counter.inc(delta)
+        setattr(seen, field, total)

@@ -23,6 +23,29 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+WAL_RETRY_SECONDS = 30.0
+
+
+def connect_wal(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode, shared safely by several processes starting at once.
+
+    Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is locked" at
+    once (without its busy handler) when another process opens the same file in that instant: gunicorn
+    workers booting together hit it. The pragma is retried until it holds.
+    """
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + WAL_RETRY_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.01)
+
+
 class Outbox:
     """A bounded table of pending records; every method is safe to call from any thread."""
 
@@ -32,8 +55,7 @@ class Outbox:
         self.max_records = max_records
         self._lock = threading.Lock()
         # One connection per process, opened after fork (the component builds this in load()).
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
 

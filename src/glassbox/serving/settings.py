@@ -28,6 +28,33 @@ class ModelSettings(BaseSettings):
     )
     queue_url: str = Field("", description="Base URL of the annotation queue; empty turns forwarding off.")
     queue_api_key: str = Field("", description="X-API-Key for the queue's bulk intake (admin or owner role).")
+    monitor_url: str = Field(
+        "",
+        description="Base URL of the drift and outlier monitor (glassbox monitor serve); empty turns it off. "
+        "Sampled rows go there through their own buffer, sender thread and outbox file.",
+    )
+    monitor_sample: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of user rows (every row, not only uncertain ones) sent to the monitor.",
+    )
+    monitor_api_key: str = Field("", description="X-API-Key the monitor asks for, if it asks for one.")
+    monitor_batch_size: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="Request records per call to the monitor (each holds one request's sampled rows).",
+    )
+    monitor_batch_rows: int = Field(
+        2000, ge=1, description="Sampled rows that make a batch for the monitor (the sender wakes for it)."
+    )
+    monitor_linger_seconds: float = Field(
+        0.2,
+        ge=0.0,
+        description="How long the monitor's sender waits to fill a batch: longer means fewer, larger calls "
+        "and fewer wake-ups beside the requests; the monitor's windows do not need the rows sooner.",
+    )
     outbox_dir: Path = Field(
         Path("/tmp/glassbox-outbox"),
         description="Directory of the durable SQLite outbox holding records the queue has not accepted yet.",

@@ -14,10 +14,16 @@ from glassbox.errors import GlassboxError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     up = subparsers.add_parser(
-        "up", help="start the local stack: model, explainer, queue, gateway, Prometheus"
+        "up", help="start the local stack: model, explainer, queue, monitor, gateway, Prometheus"
     )
     up.add_argument("--detach", action="store_true", help="return once all is healthy; stop with `down`")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if installed")
+    up.add_argument(
+        "--protocol",
+        choices=["seldon", "v2"],
+        help="seldon: Seldon v1 microservices; v2: MLServer (Open Inference Protocol, needs `make "
+        "install-v2`) (default: GLASSBOX_STACK_PROTOCOL or seldon)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = subparsers.add_parser("down", help="stop the local stack started by `up` or `demo`")
@@ -28,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     logs = subparsers.add_parser("logs", help="print the local stack's logs")
     logs.add_argument(
-        "component", nargs="?", help="queue, model, explainer, gateway, prometheus (default: all)"
+        "component", nargs="?", help="queue, monitor, model, explainer, gateway, prometheus (default: all)"
     )
     logs.add_argument("-n", "--lines", type=int, default=40, help="lines from the end of each log")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C to stop)")
@@ -64,9 +70,10 @@ def _fail(exc: GlassboxError) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from glassbox.stack.report import describe
+    from glassbox.stack.settings import StackSettings
     from glassbox.stack.supervisor import Stack
 
-    stack = Stack()
+    stack = Stack(StackSettings(**({"protocol": args.protocol} if args.protocol else {})))
     _say(f"starting the local stack (logs in {stack.settings.logs_dir}/) ...")
     try:
         stack.up(with_prometheus=not args.no_prometheus)

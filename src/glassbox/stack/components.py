@@ -18,7 +18,7 @@ MODEL_CLASS = "glassbox.serving.component.LoanClassifier"
 EXPLAINER_CLASS = "glassbox.explain.component.LoanExplainer"
 
 # Start order: each one's dependencies come before it; ``down`` stops in reverse.
-ORDER = ("queue", "model", "explainer", "gateway", "prometheus")
+ORDER = ("queue", "monitor", "model", "explainer", "gateway", "prometheus")
 
 
 @dataclass
@@ -84,6 +84,29 @@ def queue(settings: StackSettings, port: int, model_url: str, explainer_url: str
     )
 
 
+def monitor(settings: StackSettings, port: int, queue_url: str) -> Component:
+    """The drift and outlier monitor on the model's artifacts; its outliers go to the queue."""
+    env = {
+        "GLASSBOX_MONITOR_ARTIFACTS": str(settings.artifacts.resolve()),
+        "GLASSBOX_MONITOR_QUEUE_URL": queue_url,
+        "GLASSBOX_MONITOR_QUEUE_API_KEY": settings.queue_api_key,
+        "GLASSBOX_MONITOR_WINDOW_ROWS": str(settings.monitor_window_rows),
+        "GLASSBOX_MONITOR_WINDOW_SECONDS": str(settings.monitor_window_seconds),
+    }
+    proc = ManagedProcess(
+        name="monitor",
+        # What `glassbox monitor serve` runs, without building every part's CLI parser first.
+        argv=uvicorn_argv("glassbox.monitor.app:create_app", port),
+        log_path=settings.logs_dir / "monitor.log",
+        env=env,
+        health_url=f"{_url(port)}/health/ready",
+    )
+    scrape = ScrapeTarget("glassbox-monitor", port, "/metrics", pod="glassbox-monitor", container="monitor")
+    return Component(
+        "monitor", proc, {"http": port}, _url(port), scrape, links={"status": f"{_url(port)}/api/v1/status"}
+    )
+
+
 def _seldon_component(
     name: str, interface: str, settings: StackSettings, deployment: str, unit: str, env: dict[str, str]
 ) -> Component:
@@ -106,7 +129,7 @@ def _seldon_component(
     return Component(name, proc, ports, _url(ports["http"]), scrape, links=links)
 
 
-def model(settings: StackSettings, queue_url: str) -> Component:
+def model(settings: StackSettings, queue_url: str, monitor_url: str = "") -> Component:
     env = {
         "GLASSBOX_MODEL_ARTIFACTS": str(settings.artifacts.resolve()),
         "GLASSBOX_MODEL_UNCERTAINTY_THRESHOLD": str(settings.uncertainty_threshold),
@@ -114,6 +137,9 @@ def model(settings: StackSettings, queue_url: str) -> Component:
         "GLASSBOX_MODEL_QUEUE_API_KEY": settings.queue_api_key,
         "GLASSBOX_MODEL_OUTBOX_DIR": str((settings.run_dir / "outbox").resolve()),
     }
+    if monitor_url:  # a sample of every prediction, through the same durable forwarding as the queue's
+        env["GLASSBOX_MODEL_MONITOR_URL"] = monitor_url
+        env["GLASSBOX_MODEL_MONITOR_SAMPLE"] = str(settings.monitor_sample)
     return _seldon_component("model", MODEL_CLASS, settings, settings.deployment, "classifier", env)
 
 
@@ -136,6 +162,7 @@ def gateway(settings: StackSettings, port: int, model_url: str, explainer_url: s
         "GLASSBOX_STACK_GATEWAY_NAMESPACE": settings.namespace,
         "GLASSBOX_STACK_GATEWAY_DEPLOYMENT": settings.deployment,
         "GLASSBOX_STACK_GATEWAY_PREDICTOR": settings.predictor,
+        "GLASSBOX_STACK_GATEWAY_PROTOCOL": settings.protocol,
     }
     argv = uvicorn_argv("glassbox.stack.gateway:create_app", port)
     proc = ManagedProcess(

@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import requests
+
+from glassbox.errors import ConfigError
 from glassbox.stack import dashboard
 from glassbox.stack import traffic as demo_traffic
 from glassbox.stack.report import describe
@@ -23,6 +26,9 @@ class DemoResult:
     queue_records: int
     review: ReviewReport
     dashboard: list[dashboard.QueryCheck] = field(default_factory=list)
+    outlier_records: int | None = None  # records with source=outlier after the out-of-range rows (monitor)
+    drifted: list[str] | None = None  # features the monitor flags (Prometheus), after the shifted rows
+    methods: dict | None = None  # one row's attributions, reason codes and counterfactuals (issue #13)
 
 
 def ensure_trained(settings: StackSettings) -> bool:
@@ -37,7 +43,7 @@ def ensure_trained(settings: StackSettings) -> bool:
     return True
 
 
-def run_traffic(stack: Stack, rows: int, explanations: int) -> DemoResult:
+def run_traffic(stack: Stack, rows: int, explanations: int, seed: int = 0) -> DemoResult:
     """The demo's traffic and reviews against a running stack (also used by the tests)."""
     s = stack.settings
     data = demo_traffic.load_rows(s.train_config, rows)
@@ -50,7 +56,68 @@ def run_traffic(stack: Stack, rows: int, explanations: int) -> DemoResult:
     queue_records = queue.wait_for(traffic.uncertain_rows)
     truths = {tuple(map(float, x)): data.class_names[int(t)] for x, t in zip(data.X, data.y, strict=True)}
     reviewed = review(stack.url("queue"), s.queue_api_key, truths)
-    return DemoResult(traffic, queue_records, reviewed)
+    result = DemoResult(traffic, queue_records, reviewed)
+    result.methods = explain_methods(stack, data.X[0].tolist())
+    if "monitor" in stack.components:  # last, so the reviewers above saw ordinary traffic
+        result.outlier_records = run_monitor_traffic(stack, traffic, seed)
+    return result
+
+
+def run_monitor_traffic(stack: Stack, traffic: demo_traffic.TrafficReport, seed: int = 0) -> int:
+    """Two count windows' worth of shifted rows (one window at least is all shifted), then out-of-range
+    rows; returns the queue's outlier records once those rows are among them."""
+    s = stack.settings
+    # Fresh rows for the shift: repeating rows already sent would look like drift on every feature.
+    fresh = demo_traffic.load_rows(s.train_config, 2 * s.monitor_window_rows, seed=seed + 1)
+    sc = demo_traffic.seldon_client(stack.gateway_endpoint, s.namespace, s.deployment)
+    queue = QueueClient(stack.url("queue"), s.queue_api_key)
+    before, sent = queue.count(source="outlier"), traffic.outlier_rows
+    demo_traffic.send_monitor_traffic(sc, fresh, traffic, shifted_rows=len(fresh.X))
+    return queue.wait_for(before + traffic.outlier_rows - sent, source="outlier")
+
+
+def explain_methods(stack: Stack, row: list[float]) -> dict:
+    """One demo row's attributions, reason codes and counterfactuals (SeldonClient.explain, jsonData)."""
+    s = stack.settings
+    sc = demo_traffic.seldon_client(stack.gateway_endpoint, s.namespace, s.deployment)
+    body = {"instances": [row], "method": ["attributions", "counterfactuals"], "reason_codes": {"top_k": 3}}
+    result = sc.explain(json_data=body, predictor="default")
+    if not result.success:
+        return {"error": result.msg}
+    return (result.response.get("jsonData", {}).get("explanations") or [{}])[0]
+
+
+def _methods_lines(record: dict) -> list[str]:
+    if "error" in record or "attributions" not in record:
+        return [f"  attributions   FAILED: {record.get('error', record)}"[:200]]
+    attributions, codes = record["attributions"], record["reason_codes"]
+    top = sorted(attributions["values"].items(), key=lambda item: -abs(item[1]))[:3]
+    terms = ", ".join(f"{name} {value:+.2f}" for name, value in top)
+    lines = [
+        f"  attributions   P({attributions['class']}) {attributions['probability']:.2f} = base "
+        f"{attributions['base_value']:.2f} + {terms} + the other features"
+    ]
+    lines += [f"  reason code    {reason['sentence']}" for reason in codes["reasons"]] or [
+        f"  reason codes   none: nothing pushed toward {codes['adverse_class']}"
+    ]
+    found = record["counterfactuals"]
+    nearest = found["items"][0]["sentence"] if found["items"] else found["message"]
+    return [*lines, f"  counterfactual {nearest}"]
+
+
+def drifted_features(stack: Stack, wait: float = 0.0) -> list[str]:
+    """Features whose drift flag the stack's Prometheus holds at 1 (either window kind), retried until
+    there is one or ``wait`` ends (the shifted window closes once the model's forwarder delivered it)."""
+    if "prometheus" not in stack.components:
+        return []
+    query = f'max by (feature) (glassbox_monitor_drift{{namespace="{stack.settings.namespace}"}}) == 1'
+    deadline = time.monotonic() + wait
+    while True:
+        reply = requests.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": query}, timeout=10)
+        flagged = sorted(r["metric"].get("feature", "?") for r in reply.json()["data"]["result"])
+        if flagged or time.monotonic() > deadline:
+            return flagged
+        time.sleep(1.0)
 
 
 def check_dashboard(stack: Stack, wait: float = 20.0) -> list[dashboard.QueryCheck]:
@@ -91,6 +158,15 @@ def summary(result: DemoResult) -> str:
         f"  review queue   {result.queue_records} records; {r.labelled} labels by two reviewers; "
         f"status {r.by_status}; agreement alpha {_fmt(r.agreement.get('alpha'))}",
     ]
+    if result.outlier_records is not None:
+        feature, delta = demo_traffic.SHIFT
+        lines += [
+            f"  monitor        {t.shifted_rows} rows with {feature} + {delta:g}, {t.outlier_rows} "
+            f"out-of-range rows; {result.outlier_records} outlier records in the queue (source=outlier)",
+            f"  drift flagged  {', '.join(result.drifted or []) or 'none (yet: see the dashboard)'}",
+        ]
+    if result.methods is not None:
+        lines += _methods_lines(result.methods)
     if t.failures:
         lines.append(f"  FAILURES       {t.failures}")
     if result.dashboard:
@@ -103,6 +179,11 @@ def summary(result: DemoResult) -> str:
 
 def run_demo(once: bool = False, rows: int = 200, explanations: int = 3) -> int:
     settings = StackSettings()
+    if settings.protocol != "seldon":  # its traffic is SeldonClient's, through the Seldon routes
+        raise ConfigError(
+            "glassbox demo drives SeldonClient, so it runs the Seldon stack: unset GLASSBOX_STACK_PROTOCOL "
+            "(for the V2 servers: glassbox up --protocol v2)"
+        )
     ensure_trained(settings)
     stack = Stack(settings)
     print(f"starting the local stack (logs in {settings.logs_dir}/) ...", flush=True)
@@ -110,6 +191,7 @@ def run_demo(once: bool = False, rows: int = 200, explanations: int = 3) -> int:
     try:
         result = run_traffic(stack, rows, explanations)
         result.dashboard = check_dashboard(stack)
+        result.drifted = drifted_features(stack, wait=30.0)
         print(describe(stack))
         print(summary(result))
     except BaseException:

@@ -16,10 +16,13 @@ cancels them, and the gateway answers those 503 instead of dropping the connecti
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -39,6 +42,10 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
+# /v2/models/<name>/versions/<version>[/infer|/ready]: routed as /v2/models/<name>[/infer|/ready].
+V2_VERSIONED = re.compile(r"(?P<model>/v2/models/[^/]+)/versions/[^/]+(?P<rest>/infer|/ready)?")
+
+
 class GatewaySettings(BaseSettings):
     """Where the gateway listens for which deployment and where it forwards."""
 
@@ -55,6 +62,11 @@ class GatewaySettings(BaseSettings):
         120.0, description="Seconds to wait for an upstream answer (explanations are slow)."
     )
     max_connections: int = Field(64, description="Pooled connections per upstream.")
+    protocol: Literal["seldon", "v2"] = Field(
+        "seldon",
+        description="seldon: Ambassador's Seldon routes; v2: the Open Inference Protocol's /v2/... paths "
+        "passed through to the MLServer serving the named model (as KServe's ingress does by host).",
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class Route:
     upstream_path: str
     deployment_name: str
     service: str  # the orchestrator's ``service`` metric label
+    # Recorded in Seldon's orchestrator histogram: not V2 routes (KServe has no orchestrator; MLServer
+    # records its own requests).
+    seldon_metric: bool = True
 
     def describe(self) -> str:
         return f"{self.method} {self.path}"
@@ -74,6 +89,8 @@ class Route:
 
 def build_routes(settings: GatewaySettings) -> list[Route]:
     """The Ambassador paths SeldonClient uses, for the model and (if configured) the explainer."""
+    if settings.protocol == "v2":
+        return build_v2_routes(settings)
     ns, dep = settings.namespace, settings.deployment
     explainer = f"{dep}-explainer"
     deployments = [(dep, settings.model_url)]
@@ -110,6 +127,29 @@ def build_routes(settings: GatewaySettings) -> list[Route]:
     return routes
 
 
+def build_v2_routes(settings: GatewaySettings) -> list[Route]:
+    """V2 paths passed through unchanged: each model's own to the server that serves it (the model, and
+    ``<deployment>-explainer``), the server-wide health and metadata to the model's server."""
+    dep = settings.deployment
+    servers = [(dep, settings.model_url)]
+    if settings.explainer_url:
+        servers.append((f"{dep}-explainer", settings.explainer_url))
+    routes: list[Route] = []
+    for name, upstream in servers:
+        prefix = f"/v2/models/{name}"
+        for method, path, service in (
+            ("POST", "/infer", "infer"),
+            ("GET", "", "metadata"),
+            ("GET", "/ready", "ready"),
+        ):
+            routes.append(
+                Route(method, prefix + path, upstream, prefix + path, name, service, seldon_metric=False)
+            )
+    for path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+        routes.append(Route("GET", path, settings.model_url, path, dep, "health", seldon_metric=False))
+    return routes
+
+
 class Gateway:
     """Routes table, pooled upstream client and the orchestrator-compatible request histogram."""
 
@@ -134,6 +174,13 @@ class Gateway:
 
     def match(self, method: str, path: str) -> Route:
         by_method = self._by_path.get(path.rstrip("/") or "/")
+        # V2: a model's versioned paths go where its unversioned ones go, unchanged.
+        versioned = V2_VERSIONED.fullmatch(path) if self.settings.protocol == "v2" else None
+        if not by_method and versioned:
+            by_method = {
+                m: dataclasses.replace(route, path=path, upstream_path=path)
+                for m, route in self._by_path.get(versioned["model"] + (versioned["rest"] or ""), {}).items()
+            }
         if not by_method:
             raise NotFound(f"no route for {method} {path}")
         if method not in by_method:
@@ -178,10 +225,12 @@ class Gateway:
             response = await self.forward(route, request)
         except GlassboxError as exc:
             body: dict = {"status": {"code": exc.status_code, "info": exc.message, "status": "FAILURE"}}
+            if self.settings.protocol == "v2":  # the V2 specification's error body
+                body = {"error": exc.message}
             if exc.status_code in (404, 405):
                 body["routes"] = self.known_routes()
             response = JSONResponse(body, status_code=exc.status_code)
-        if route is not None:
+        if route is not None and route.seldon_metric:
             self.requests.labels(
                 route.deployment_name,
                 self.settings.predictor,

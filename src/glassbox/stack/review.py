@@ -40,17 +40,19 @@ class QueueClient:
     def records(self, **filters: str | int) -> dict:
         return self.call("GET", "/records", params=filters)
 
-    def count(self, status: str | None = None) -> int:
-        params = {"limit": 1, **({"status": status} if status else {})}
+    def count(self, status: str | None = None, source: str | None = None) -> int:
+        filters = {"status": status, "source": source}
+        params = {"limit": 1, **{name: value for name, value in filters.items() if value}}
         return int(self.records(**params)["total"])
 
-    def wait_for(self, minimum: int, timeout: float = 30.0) -> int:
-        """Wait until at least ``minimum`` records arrived (forwarding is asynchronous)."""
+    def wait_for(self, minimum: int, timeout: float = 30.0, source: str | None = None) -> int:
+        """Wait until at least ``minimum`` records (of ``source``, e.g. prediction or outlier) arrived
+        (forwarding is asynchronous)."""
         deadline = time.monotonic() + timeout
-        total = self.count()
+        total = self.count(source=source)
         while total < minimum and time.monotonic() < deadline:
             time.sleep(0.3)
-            total = self.count()
+            total = self.count(source=source)
         return total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,7 @@ class StackSettings(BaseSettings):
         8003, description="Gateway port (SeldonClient's default gateway_endpoint is localhost:8003)."
     )
     queue_port: int = Field(0, description="Annotation queue port.")
+    monitor_port: int = Field(0, description="Drift and outlier monitor port.")
     prometheus_port: int = Field(0, description="Prometheus port.")
     queue_dsn: str = Field(
         "",
@@ -47,6 +49,25 @@ class StackSettings(BaseSettings):
     )
     uncertainty_threshold: float = Field(
         0.7, description="Predictions whose top probability is below this go to the review queue."
+    )
+    monitor: bool = Field(True, description="Run the drift and outlier monitor and feed it predictions.")
+    monitor_sample: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of predicted rows the model forwards to the monitor."
+    )
+    monitor_window_rows: int = Field(
+        100, ge=1, description="Rows per count window of the monitor (small, so the demo closes a few)."
+    )
+    monitor_window_seconds: int = Field(60, ge=1, description="Seconds per time window of the monitor.")
+    protocol: Literal["seldon", "v2"] = Field(
+        "seldon",
+        description=(
+            "What serves the model and the explainer: seldon (Seldon v1 microservices) or v2 (MLServer, "
+            "the Open Inference Protocol, as on KServe; `glassbox serve-v2` from v2_glassbox)."
+        ),
+    )
+    v2_glassbox: Path = Field(
+        Path(".venv-v2/bin/glassbox"),
+        description="The `glassbox` of the V2 virtualenv (`make install-v2`), which runs `serve-v2`.",
     )
     workers: int = Field(1, description="gunicorn workers per Seldon microservice.")
     threads: int = Field(4, description="Threads per gunicorn worker.")

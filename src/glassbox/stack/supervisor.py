@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from glassbox.errors import Conflict, GlassboxError
-from glassbox.stack import components
+from glassbox.stack import components, v2_components
 from glassbox.stack.components import Component
 from glassbox.stack.process import (
     LOOPBACK,
@@ -26,7 +26,13 @@ from glassbox.stack.process import (
     process_group_members,
     stop_process_group,
 )
-from glassbox.stack.prometheus import HOW_TO_INSTALL, find_prometheus, prometheus_process, write_scrape_config
+from glassbox.stack.prometheus import (
+    HOW_TO_INSTALL,
+    RULES,
+    find_prometheus,
+    prometheus_process,
+    write_scrape_config,
+)
 from glassbox.stack.settings import StackSettings
 
 
@@ -98,15 +104,26 @@ class Stack:
                 status_code=400,
             )
         s.logs_dir.mkdir(parents=True, exist_ok=True)
+        with_monitor = s.monitor and self.model_has_detectors()
         gateway_port = claim_port(s.gateway_port, "GLASSBOX_STACK_GATEWAY_PORT")
         queue_port = claim_port(s.queue_port, "GLASSBOX_STACK_QUEUE_PORT")
+        monitor_port = claim_port(s.monitor_port, "GLASSBOX_STACK_MONITOR_PORT") if with_monitor else 0
         prometheus_port = claim_port(s.prometheus_port, "GLASSBOX_STACK_PROMETHEUS_PORT")
         queue_url = f"http://{LOOPBACK}:{queue_port}"
         # The Seldon components' ports are chosen now so the queue can be told where they will be.
-        model = components.model(s, queue_url)
-        explainer = components.explainer(s, model.url)
+        monitor = components.monitor(s, monitor_port, queue_url) if with_monitor else None
+        if s.protocol == "v2":  # MLServer (glassbox serve-v2 from the V2 virtualenv), as on KServe
+            model = v2_components.model_v2(s, queue_url, monitor.url if monitor else "")
+            explainer = v2_components.explainer_v2(s, model.url)
+            # The queue's feedback and on-demand explanations speak Seldon's protocol: off on V2.
+            queue_model_url = queue_explainer_url = ""
+        else:
+            model = components.model(s, queue_url, monitor.url if monitor else "")
+            explainer = components.explainer(s, model.url)
+            queue_model_url, queue_explainer_url = model.url, explainer.url
         plan = [
-            components.queue(s, queue_port, model.url, explainer.url),
+            components.queue(s, queue_port, queue_model_url, queue_explainer_url),
+            *([monitor] if monitor else []),
             model,
             explainer,
             components.gateway(s, gateway_port, model.url, explainer.url),
@@ -121,6 +138,22 @@ class Stack:
             raise
         self.write_state()
         return self
+
+    def model_has_detectors(self) -> bool:
+        """Whether the served version holds the detectors the monitor loads (training fits them since
+        the monitor exists); without them the stack runs without the monitor and says why."""
+        from glassbox.pipeline.artifacts import resolve_version_dir
+        from glassbox.pipeline.detectors import DETECTORS
+
+        version = resolve_version_dir(self.settings.artifacts)
+        if (version / DETECTORS).is_file():
+            return True
+        self.notes.append(
+            f"{version} has no {DETECTORS} (trained before drift monitoring), so the stack runs without "
+            f"the monitor: retrain (`glassbox train --config {self.settings.train_config} --output "
+            f"{self.settings.artifacts}`) to get its drift and outlier panels"
+        )
+        return False
 
     def start(self, component: Component) -> None:
         """Start one component and wait for its health check (also used to restart one)."""
@@ -140,6 +173,7 @@ class Stack:
             targets,
             self.settings.namespace,
             self.settings.scrape_interval,
+            rule_files=[RULES] if RULES.exists() else None,  # absent from an installed wheel
         )
         proc = prometheus_process(
             binary, config.resolve(), (self.settings.run_dir / "prometheus").resolve(), port,
@@ -202,6 +236,7 @@ class Stack:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "namespace": self.settings.namespace,
             "deployment": self.settings.deployment,
+            "protocol": self.settings.protocol,
             "processes": [vars(r) for r in self.records().values()],
         }
         path = self.settings.state_file

@@ -41,6 +41,8 @@ class TrafficReport:
     feedback_rewarded: int = 0
     rejected: dict = field(default_factory=dict)  # the deliberately bad request's status and message
     failures: list[str] = field(default_factory=list)
+    shifted_rows: int = 0  # rows sent with SHIFT applied (the monitor's drift panels)
+    outlier_rows: int = 0  # rows sent with OUT_OF_RANGE values (the monitor's outlier panels)
 
 
 def load_rows(config_path: Path, n: int, seed: int = 0) -> Rows:
@@ -134,6 +136,43 @@ def send_demo_traffic(
             continue
         report.explanations.append(result.response.get("jsonData", result.response))
     return report
+
+
+# What the demo does to the data so the monitor has something to find: applicants 15 years older than
+# the training population (drift on Age), and a few rows far beyond any training value (outliers).
+SHIFT = ("Age", 15.0)
+OUT_OF_RANGE = {"Age": 130.0, "Capital Gain": 500_000.0, "Capital Loss": 20_000.0, "Hours per week": 168.0}
+
+
+def shifted(rows: Rows, n: int, feature: str = SHIFT[0], delta: float = SHIFT[1]) -> np.ndarray:
+    """``n`` of the rows (cycled) with ``delta`` added to ``feature``."""
+    X = rows.X[np.arange(n) % len(rows.X)].copy()
+    X[:, rows.feature_names.index(feature)] += delta
+    return X
+
+
+def out_of_range(rows: Rows, n: int, values: dict[str, float] = OUT_OF_RANGE) -> np.ndarray:
+    """``n`` of the rows with ``values`` set: valid input the model answers, unlike any training row."""
+    X = rows.X[np.arange(n) % len(rows.X)].copy()
+    for name, value in values.items():
+        X[:, rows.feature_names.index(name)] = value
+    return X
+
+
+def send_monitor_traffic(
+    sc: SeldonClient, rows: Rows, report: TrafficReport, shifted_rows: int, outliers: int = 5, batch: int = 10
+) -> None:
+    """After the ordinary traffic: a shifted segment, then out-of-range rows, counted in ``report``."""
+    for X, kind in (
+        (shifted(rows, shifted_rows), "shifted_rows"),
+        (out_of_range(rows, outliers), "outlier_rows"),
+    ):
+        for start in range(0, len(X), batch):
+            result = sc.predict(data=X[start : start + batch], names=rows.feature_names)
+            if not result.success:
+                report.failures.append(f"predict ({kind}): {result.msg}")
+                continue
+            setattr(report, kind, getattr(report, kind) + len(result.response["data"]["ndarray"]))
 
 
 def send_bad_request(gateway_endpoint: str, namespace: str, deployment: str) -> dict:

@@ -20,6 +20,7 @@ from typing import Any
 
 from glassbox.annotation.consensus import decide
 from glassbox.annotation.records import RecordIn
+from glassbox.annotation.store import explanations as explanation_queue
 from glassbox.annotation.store.migrations import MIGRATION_TABLE, MIGRATIONS
 from glassbox.annotation.store.outbox import Outbox, claim_due, finish_claim, release_claims
 from glassbox.annotation.store.webhooks import (
@@ -35,8 +36,11 @@ from glassbox.errors import Conflict, InvalidInput, NotFound
 INSERT_COLUMNS = (
     "id", "source", "status", "model_name", "model_version", "predicted_label", "max_probability",
     "loss", "request_id", "timestamp", "payload", "explanation", "created_at",
+    "explanation_state", "explanation_next_attempt_at",
 )  # fmt: skip
-# Rows per INSERT statement: 13,000 parameters, under both servers' bound-parameter limits.
+# The migration adding the background explanations' columns (the last two of INSERT_COLUMNS).
+EXPLANATIONS_MIGRATION = 8
+# Rows per INSERT statement: 15,000 parameters, under both servers' bound-parameter limits.
 INSERT_CHUNK = 1000
 
 SORTS = {
@@ -82,8 +86,13 @@ class Cursor:
         return dict(row) if row is not None else None
 
 
-def record_row(record: RecordIn, now: float) -> tuple:
-    """The intake's columns for one validated record."""
+def record_row(record: RecordIn, now: float, explain: bool = False) -> tuple:
+    """The intake's columns for one validated record.
+
+    ``explain``: a record without an explanation is owed one, due now (``store/explanations.py``).
+    """
+    owed = explain and record.explanation is None
+    state = "done" if record.explanation is not None else ("pending" if owed else None)
     payload = {
         "features": record.features,
         "decoded": record.decoded,
@@ -97,12 +106,14 @@ def record_row(record: RecordIn, now: float) -> tuple:
         record.metadata.get("loss"), record.request_id,
         record.timestamp.isoformat().replace("+00:00", "Z"), json.dumps(payload, separators=(",", ":")),
         json.dumps(record.explanation) if record.explanation is not None else None, now,
+        state, now if owed else None,
     )  # fmt: skip
 
 
 def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
     """A stored record as the API shows it: the intake's fields plus its review and feedback state."""
     payload = json.loads(row["payload"])
+    explanation = json.loads(row["explanation"]) if row["explanation"] else None
     return {
         "id": row["id"],
         "source": row["source"],
@@ -113,9 +124,15 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "request_id": row["request_id"],
         "timestamp": row["timestamp"],
         **payload,
-        "explanation": json.loads(row["explanation"]) if row["explanation"] else None,
+        "explanation": explanation,
+        # The principal reasons for an adverse decision (issue 13), when the explainer gave them.
+        "reason_codes": explanation.get("reason_codes") if isinstance(explanation, dict) else None,
         "explanation_method": row.get("explanation_method"),
         "explanation_fetched_at": row.get("explanation_fetched_at"),
+        "explanation_state": row.get("explanation_state"),
+        "explanation_attempts": row.get("explanation_attempts", 0),
+        "explanation_next_attempt_at": row.get("explanation_next_attempt_at"),
+        "explanation_error": row.get("explanation_error"),
         "final_label": row["final_label"],
         "created_at": row["created_at"],
         "completed_at": row["completed_at"],
@@ -184,7 +201,7 @@ class SqlStore(ABC):
         return applied_now
 
     # The versions migrate() found or applied; a store opened without migrating assumes the newest.
-    _schema_versions: frozenset[int] = frozenset({WEBHOOKS_MIGRATION})
+    _schema_versions: frozenset[int] = frozenset({WEBHOOKS_MIGRATION, EXPLANATIONS_MIGRATION})
 
     def _enqueue_events(self, cur: Cursor, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Webhook events, in the caller's transaction; none in a schema from before the webhooks."""
@@ -197,10 +214,17 @@ class SqlStore(ABC):
         return int(row["v"] or 0) if row else 0
 
     # -- intake ----------------------------------------------------------------------------
-    def insert_records(self, records: Sequence[RecordIn]) -> set[str]:
-        """Insert the records whose id is new, in one transaction; returns the ids created."""
+    def insert_records(self, records: Sequence[RecordIn], explain: bool = False) -> set[str]:
+        """Insert the records whose id is new, in one transaction; returns the ids created.
+
+        ``explain``: those without an explanation are owed one, computed in the background.
+        """
         now = time.time()
-        rows = [record_row(r, now) for r in records]
+        rows = [record_row(r, now, explain) for r in records]
+        columns = INSERT_COLUMNS
+        if EXPLANATIONS_MIGRATION not in self._schema_versions:  # a schema from before migration 8
+            columns = INSERT_COLUMNS[:-2]
+            rows = [row[:-2] for row in rows]
         created: set[str] = set()
         with self.transaction(write=True) as cur:
             for start in range(0, len(rows), INSERT_CHUNK):
@@ -210,7 +234,7 @@ class SqlStore(ABC):
                     for row in rows[start : start + INSERT_CHUNK]
                 )
                 sql = (
-                    f"INSERT INTO records ({', '.join(INSERT_COLUMNS)}) VALUES {values} "
+                    f"INSERT INTO records ({', '.join(columns)}) VALUES {values} "
                     "ON CONFLICT (id) DO NOTHING RETURNING id"
                 )
                 created.update(row["id"] for row in cur.execute(sql, params).fetchall())
@@ -312,10 +336,52 @@ class SqlStore(ABC):
         """Store a fetched explanation with its method and fetch time (the lineage shows both)."""
         with self.transaction(write=True) as cur:
             cur.execute(
-                "UPDATE records SET explanation = $1, explanation_method = $2, explanation_fetched_at = $3 "
+                "UPDATE records SET explanation = $1, explanation_method = $2, explanation_fetched_at = $3, "
+                "explanation_state = 'done', explanation_error = NULL, explanation_next_attempt_at = NULL "
                 "WHERE id = $4 AND explanation IS NULL",
                 (json.dumps(explanation), method or None, time.time(), record_id),
             )
+
+    # -- background explanations (store/explanations.py) --------------------------------------
+    def claim_explanations(self, limit: int, lease_seconds: float, max_attempts: int) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` records due an explanation for ``lease_seconds``."""
+        with self.transaction(write=True) as cur:
+            rows = explanation_queue.claim(cur, self.skip_locked, limit, lease_seconds, max_attempts)
+        return [record_from_row(row) for row in rows]
+
+    def finish_explanation(
+        self,
+        claimed: dict[str, Any],
+        *,
+        explanation: dict[str, Any] | None = None,
+        method: str = "",
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> bool:
+        """End a claim: the explanation computed, or an error (due again at ``retry_at``, or never).
+
+        False if the claim was no longer this worker's (its lease ran out and another took the record).
+        """
+        with self.transaction(write=True) as cur:
+            if explanation is not None:
+                return explanation_queue.finish_done(cur, claimed, explanation, method)
+            return explanation_queue.finish_failed(cur, claimed, error or "unknown error", retry_at)
+
+    def release_explanations(self, claimed: Sequence[dict[str, Any]]) -> None:
+        """Hand back claimed records that were not attempted: due now, attempt uncounted."""
+        if claimed:
+            with self.transaction(write=True) as cur:
+                explanation_queue.release(cur, claimed)
+
+    def request_explanation(self, record_id: str) -> bool:
+        """Owe a record without an explanation one, due now (also: retry one that failed for good)."""
+        with self.transaction(write=True) as cur:
+            return explanation_queue.request(cur, record_id)
+
+    def explanation_counts(self) -> dict[str, int]:
+        """Records by explanation state (pending, done, failed)."""
+        with self.transaction() as cur:
+            return explanation_queue.counts(cur)
 
     def lineage_records(self, record_or_request_id: str) -> list[dict[str, Any]]:
         """The record with this id, or every record of this prediction (Seldon puid), with responses."""

@@ -156,6 +156,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX records_request ON records (request_id)",
         ),
     ),
+    Migration(
+        8,
+        "background explanations: each record's explanation state, attempts and error",
+        (
+            # NULL: none asked for (given no explainer); 'pending' (due or being computed), 'done',
+            # 'failed' (with its error; due again at explanation_next_attempt_at unless that is NULL).
+            "ALTER TABLE records ADD COLUMN explanation_state TEXT",
+            "ALTER TABLE records ADD COLUMN explanation_attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE records ADD COLUMN explanation_next_attempt_at DOUBLE PRECISION",
+            "ALTER TABLE records ADD COLUMN explanation_error TEXT",
+            "UPDATE records SET explanation_state = 'done' WHERE explanation IS NOT NULL",
+            # The claim's scan: only the few records still owed an explanation are indexed.
+            "CREATE INDEX records_explanation_due ON records (explanation_next_attempt_at, id) "
+            "WHERE explanation_state IN ('pending', 'failed')",
+        ),
+    ),
 )
 
 MIGRATION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

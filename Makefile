@@ -35,11 +35,12 @@ install: $(STAMP) ## Create or refresh the virtualenv (.venv) with everything in
 VENV_V2 := .venv-v2
 STAMP_V2 := $(VENV_V2)/.installed
 
-$(STAMP_V2): pyproject.toml requirements/constraints-v2.txt
+$(STAMP_V2): pyproject.toml requirements/constraints-v2.txt requirements/no-deps.txt
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12) or pass PYTHON=..."; exit 1; }
 	test -x $(VENV_V2)/bin/python || $(PYTHON) -m venv $(VENV_V2)
 	$(VENV_V2)/bin/pip install -q --upgrade pip
 	$(VENV_V2)/bin/pip install -q -c requirements/constraints-v2.txt -e '.[v2,v2-dev]'
+	$(VENV_V2)/bin/pip install -q --no-deps -c requirements/constraints-v2.txt -r requirements/no-deps.txt
 	touch $(STAMP_V2)
 
 install-v2: $(STAMP_V2) ## Create or refresh the V2 virtualenv (.venv-v2: MLServer, tritonclient)

@@ -12,9 +12,12 @@ WORKDIR /srv/glassbox
 # Only the [v2] extra (MLServer and both runtimes), pinned by its own constraints: MLServer's FastAPI
 # needs an older Starlette than the queue's, so this image never holds the queue's extra.
 COPY requirements/constraints-v2.txt ./constraints.txt
+COPY requirements/no-deps.txt ./
 COPY dist/ ./wheels/
-# The wheel by path, never by name: a "glassbox" on PyPI must not stand in for it.
-RUN pip install -c constraints.txt "$(ls ./wheels/glassbox-*.whl)[v2]" && rm -rf ./wheels
+# The wheel by path, never by name: a "glassbox" on PyPI must not stand in for it. dice-ml
+# (counterfactuals) without its declared xgboost/lightgbm/NCCL: see requirements/no-deps.txt.
+RUN pip install -c constraints.txt "$(ls ./wheels/glassbox-*.whl)[v2]" \
+    && pip install --no-deps -c constraints.txt -r no-deps.txt && rm -rf ./wheels
 
 # Artifacts: where KServe's storage initializer puts a storageUri (or baked in: baked-artifacts.Dockerfile).
 # Outbox: records the queue has not taken yet (the chart mounts a volume there). NUMBA_CACHE_DIR: the

@@ -307,18 +307,23 @@ def test_queue_runs_with_the_charts_command_env_and_probes(helm_bin, processes, 
     assert answer.json()["created"] == 1
 
 
-def test_no_deps_install_is_pinned_and_only_in_the_explainer_image():
+def test_no_deps_install_is_pinned_and_only_in_the_explaining_images():
     """dice-ml goes in with --no-deps (its metadata pulls xgboost, lightgbm, NCCL), pinned by the
-    constraints, from the file `make wheel` copies beside the wheel (issue #13)."""
+    constraints, from the file `make wheel` copies beside the wheel (issue #13); the V2 image's explainer
+    runtime offers counterfactuals too, with the V2 constraints."""
     no_deps = (REPO / "requirements/no-deps.txt").read_text().splitlines()
     pinned = [line for line in no_deps if line[:1].isalnum()]
     assert pinned == ["dice-ml==0.12"]
-    assert "dice-ml==0.12" in (REPO / "requirements/constraints.txt").read_text()
-    expected = "pip install --no-cache-dir --no-deps -c wheels/constraints.txt -r wheels/no-deps.txt"
+    for constraints in ("constraints.txt", "constraints-v2.txt"):
+        assert "dice-ml==0.12" in (REPO / "requirements" / constraints).read_text().splitlines()
+    expected = {
+        "explainer": "pip install --no-cache-dir --no-deps -c wheels/constraints.txt -r wheels/no-deps.txt",
+        "v2": "pip install --no-deps -c constraints.txt -r no-deps.txt",
+    }
     for name, path in DOCKERFILES.items():
         runs = [c for (c,) in instructions(path, "RUN", stage="final") if "--no-deps" in c and "pip " in c]
-        if name == "explainer":
-            assert runs == [expected]
+        if name in expected:
+            assert len(runs) == 1 and expected[name] in runs[0], (name, runs)
         else:
             assert not runs, name
     plan = subprocess.run(

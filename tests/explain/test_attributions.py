@@ -381,3 +381,21 @@ def failures(service) -> dict[str, float]:
                 reason = sample.labels["reason"]
                 totals[reason] = totals.get(reason, 0.0) + sample.value
     return totals
+
+
+def test_an_anchors_only_explainer_refuses_the_other_methods_naming_the_setting(
+    trained_artifacts, model, tmp_path, processes, adult_test_rows
+):
+    anchors_only = start_explainer_service(
+        trained_artifacts,
+        tmp_path / "anchors-only",
+        model_url=f"{model.url}/api/v1.0/predictions",
+        env={"GLASSBOX_EXPLAINER_METHODS": '["anchors"]'},
+    )
+    processes.append(anchors_only.process)
+    row = [adult_test_rows[0].tolist()]
+    for method in ("attributions", "counterfactuals"):
+        reply = anchors_only.explain({"jsonData": {"instances": row, "method": method}})
+        assert reply.status_code == 409, reply.text
+        assert "GLASSBOX_EXPLAINER_METHODS" in reply.json()["status"]["info"]
+    assert explanations(anchors_only.explain({"jsonData": {"instances": row}}))[0]["anchor"]

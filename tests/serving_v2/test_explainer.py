@@ -128,3 +128,17 @@ def test_attributions_over_v2_add_up_to_the_served_probability(v2_bin, v2_explai
     total = attributions["base_value"] + sum(attributions["values"].values())
     assert total == pytest.approx(expected, abs=1e-6)
     assert set(attributions["values"]) == set(bundle.manifest.feature_names)
+
+
+def test_counterfactuals_over_v2_are_verified_against_the_v2_model(v2_bin, v2_explainer):
+    """DiCE (installed --no-deps in .venv-v2 as in the explainer image) over the V2 explainer; every
+    counterfactual is re-checked with the model it calls over V2."""
+    call = {"transport": "http", "url": f"127.0.0.1:{v2_explainer.http}", "model": EXPLAINER, "op": "infer"}
+    parameters = {"method": "counterfactuals", "counterfactuals": json.dumps({"k": 2})}
+    (result,) = triton(v2_bin, [{**call, "inputs": MATRIX, "parameters": parameters}])
+    found = explanation(result)["explanations"][0]["counterfactuals"]
+    assert found["found"], found
+    assert found["items"] and all(item["verified"] for item in found["items"])
+    assert all(
+        change["feature"] not in ("Race", "Sex", "Country") for i in found["items"] for change in i["changes"]
+    )

@@ -55,7 +55,7 @@ def build_service(settings: ExplainerSettings, recorder: ExplainerMetrics) -> tu
     )
     from glassbox.explain.methods import build_runner  # attributions, counterfactuals (issue #13)
 
-    methods = build_runner(bundle, explainer, explainer.predictor.predictor)
+    methods = build_runner(bundle, explainer, explainer.predictor.predictor, settings.methods)
     cache, jobs = build_stores(settings, manifest.artifact_sha256)
     service = ExplainService(
         explainer,

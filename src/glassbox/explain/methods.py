@@ -10,11 +10,12 @@ prediction is the record's.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glassbox.contract.explanations import ExplainMethods
+from glassbox.contract.explanations import METHODS, ExplainMethods
 from glassbox.contract.labels import argmax_like_sklearn
 from glassbox.errors import Conflict
 from glassbox.explain.params import ExplainParams
@@ -95,15 +96,22 @@ class MethodRunner:
         return record
 
 
-def build_runner(bundle: Any, anchors: DeterministicExplainer, predictor: Any) -> MethodRunner:
-    """The methods beside anchors for a verified bundle; a method the bundle cannot support is refused
-    (409, naming why) rather than failing the explainer's start."""
+def build_runner(
+    bundle: Any, anchors: DeterministicExplainer, predictor: Any, enabled: Sequence[str] = METHODS
+) -> MethodRunner:
+    """The methods beside anchors for a verified bundle; a method the bundle cannot support, or that
+    ``enabled`` (``GLASSBOX_EXPLAINER_METHODS``) leaves out, is refused (409, naming why) rather than
+    failing the explainer's start."""
+    manifest = bundle.manifest
+    why_off = "not loaded by this explainer (GLASSBOX_EXPLAINER_METHODS)"
+    off = {method: why_off for method in METHODS if method not in enabled}
+    if "attributions" in off and "counterfactuals" in off:  # anchors alone: no forest, numba nor DiCE
+        return MethodRunner(anchors, None, None, None, off)
     from glassbox.explain.attributions import Attributor, ServedModel
-    from glassbox.pipeline.compact import CompactPipeline
+    from glassbox.pipeline.compact import CompactPipeline  # numba (and llvmlite): ~100 MiB of PSS
     from glassbox.pipeline.fastpath import COMPACT_FILE
     from glassbox.pipeline.treeshap import NoCover, TreeShap
 
-    manifest = bundle.manifest
     if COMPACT_FILE not in manifest.files:
         why = "the model is not a forest compiled to compact.npz (attributions and counterfactuals need it)"
         return MethodRunner(anchors, None, None, None, {"attributions": why, "counterfactuals": why})
@@ -114,36 +122,38 @@ def build_runner(bundle: Any, anchors: DeterministicExplainer, predictor: Any) -
     def local_proba(rows: np.ndarray) -> np.ndarray:
         return compact.predict_proba(np.ascontiguousarray(np.atleast_2d(rows), dtype=np.float64))
 
-    unavailable: dict[str, str] = {}
+    unavailable: dict[str, str] = dict(off)
     served = ServedModel(predictor, local_proba)
     train_rows = np.asarray(anchors.explainer.samplers[0].train_data, dtype=np.float64)
     attributor = None
-    try:
-        treeshap = TreeShap(compact)
-        treeshap.explain(train_rows[0])  # compile (or load numba's cache) now, not in the first request
-        attributor = Attributor(
-            treeshap,
-            anchors.schema,
-            anchors.class_names,
-            config["adverse_class"],
-            manifest.protected_attributes,
-        )
-    except NoCover as exc:
-        unavailable["attributions"] = exc.message
+    if "attributions" not in off:
+        try:
+            treeshap = TreeShap(compact)
+            treeshap.explain(train_rows[0])  # compile (or load numba's cache) now, not in the first request
+            attributor = Attributor(
+                treeshap,
+                anchors.schema,
+                anchors.class_names,
+                config["adverse_class"],
+                manifest.protected_attributes,
+            )
+        except NoCover as exc:
+            unavailable["attributions"] = exc.message
     finder = None
-    try:
-        from glassbox.explain.counterfactuals import CounterfactualFinder
+    if "counterfactuals" not in off:
+        try:
+            from glassbox.explain.counterfactuals import CounterfactualFinder
 
-        finder = CounterfactualFinder(
-            train_rows,
-            local_proba,
-            anchors.schema,
-            anchors.class_names,
-            config["immutable"],
-            config["increase_only"],
-        )
-    except ImportError as exc:  # the image was built without dice-ml
-        unavailable["counterfactuals"] = f"dice-ml is not installed ({exc})"
+            finder = CounterfactualFinder(
+                train_rows,
+                local_proba,
+                anchors.schema,
+                anchors.class_names,
+                config["immutable"],
+                config["increase_only"],
+            )
+        except ImportError as exc:  # the image was built without dice-ml
+            unavailable["counterfactuals"] = f"dice-ml is not installed ({exc})"
     return MethodRunner(anchors, served, attributor, finder, unavailable)
 
 

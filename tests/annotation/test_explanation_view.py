@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import QUEUE_FEATURES, make_queue_record
@@ -94,6 +94,7 @@ EXPLANATION = st.recursive(
 
 @settings(max_examples=150, deadline=None)
 @given(EXPLANATION)
+@example({"reason_codes": {"reasons": True}, "counterfactuals": {"items": [{"changes": 1}], "found": True}})
 def test_any_stored_explanation_renders_the_page(explanation: dict) -> None:
     record = {**make_queue_record(1, explanation=explanation), "responses": []}
     html = templates.get_template("review.html").render(

@@ -124,12 +124,17 @@ def _bars(explanation: dict[str, Any], predicted: str, classes: list[str]) -> tu
     return bars, about
 
 
+def _list(value: Any) -> list[Any]:
+    """A stored explanation's list, or nothing: whatever JSON was stored, the page renders."""
+    return value if isinstance(value, list) else []
+
+
 def _reasons(explanation: dict[str, Any]) -> dict[str, Any] | None:
     codes = explanation.get("reason_codes")
     if not isinstance(codes, dict):
         return None
     sentences = []
-    for reason in codes.get("reasons") or []:
+    for reason in _list(codes.get("reasons")):
         if isinstance(reason, dict) and isinstance(reason.get("sentence"), str):
             sentences.append(reason["sentence"])
         elif isinstance(reason, dict) and "feature" in reason:
@@ -143,7 +148,7 @@ def _reasons(explanation: dict[str, Any]) -> dict[str, Any] | None:
 
 def change_sentence(item: dict[str, Any]) -> str:
     """A counterfactual as one sentence, when the explainer gave none."""
-    changes = [c for c in item.get("changes") or [] if isinstance(c, dict)]
+    changes = [c for c in _list(item.get("changes")) if isinstance(c, dict)]
     what = ", ".join(f"{c.get('feature')} been {c.get('to')} instead of {c.get('from')}" for c in changes)
     outcome = f"the model would have predicted {item.get('prediction')}"
     probability = _number(item.get("probability"))
@@ -156,7 +161,7 @@ def _counterfactual(explanation: dict[str, Any]) -> dict[str, Any] | None:
     found = explanation.get("counterfactuals")
     if not isinstance(found, dict):
         return None
-    items = [item for item in found.get("items") or [] if isinstance(item, dict)]
+    items = [item for item in _list(found.get("items")) if isinstance(item, dict)]
     if not found.get("found", bool(items)) or not items:
         message = found.get("message")
         return {"sentence": None, "message": message if isinstance(message, str) else "none found"}

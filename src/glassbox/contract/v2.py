@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.schema import FeatureSchema, RejectedInput
+from glassbox.errors import ConfigError
 
 # V2 datatypes (the specification's table) and how their values are read here.
 NUMERIC_DATATYPES = frozenset(
@@ -294,3 +295,17 @@ def describe_outputs(schema: FeatureSchema) -> list[dict[str, Any]]:
         },
         {"name": LABELS_OUTPUT, "datatype": BYTES, "shape": [-1], "parameters": {"content_type": "str"}},
     ]
+
+
+def runtime_settings[Settings](kind: type[Settings], mlserver_settings: Any, runtime: str) -> Settings:
+    """A V2 runtime's component settings (``GLASSBOX_MODEL_*`` / ``GLASSBOX_EXPLAINER_*`` from the
+    environment) overridden by MLServer's model settings ``parameters``: ``uri`` is the artifacts dir,
+    ``extra`` holds any other field by name."""
+    parameters = mlserver_settings.parameters
+    overrides: dict[str, Any] = dict((parameters.extra or {}) if parameters else {})
+    if parameters is not None and parameters.uri:
+        overrides["artifacts"] = parameters.uri
+    try:
+        return kind(**overrides)
+    except ValueError as exc:
+        raise ConfigError(f"bad {runtime} settings: {exc}") from exc

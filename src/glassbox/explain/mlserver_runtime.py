@@ -34,8 +34,14 @@ from mlserver.types import (
 )
 
 from glassbox.contract.schema import RejectedInput
-from glassbox.contract.v2 import EXPLANATION_OUTPUT, decode_inputs, describe_inputs, requested_outputs
-from glassbox.errors import ConfigError, GlassboxError
+from glassbox.contract.v2 import (
+    EXPLANATION_OUTPUT,
+    decode_inputs,
+    describe_inputs,
+    requested_outputs,
+    runtime_settings,
+)
+from glassbox.errors import GlassboxError
 from glassbox.explain.metrics import ExplainerMetrics
 from glassbox.explain.service import ExplainService
 from glassbox.explain.settings import ExplainerSettings
@@ -58,18 +64,6 @@ TRANSPORT_PARAMETERS = frozenset(
     }
 )
 PARAMS_ALIASES = ("explain_parameters", "params")  # alibi-explain's name, and the Seldon explainer's
-
-
-def explainer_settings(mlserver_settings: Any) -> ExplainerSettings:
-    """``GLASSBOX_EXPLAINER_*`` overridden by the model settings' ``parameters`` (``uri``, ``extra``)."""
-    parameters = mlserver_settings.parameters
-    overrides: dict[str, Any] = dict((parameters.extra or {}) if parameters else {})
-    if parameters is not None and parameters.uri:
-        overrides["artifacts"] = parameters.uri
-    try:
-        return ExplainerSettings(**overrides)
-    except ValueError as exc:
-        raise ConfigError(f"bad GlassboxExplainer settings: {exc}") from exc
 
 
 def explain_body(payload: InferenceRequest, schema: Any, max_rows: int) -> dict[str, Any]:
@@ -108,7 +102,7 @@ class GlassboxExplainer(MLModel):
 
         from glassbox.explain.assembly import build_service  # alibi, artifacts: at load only
 
-        self.explainer_settings = explainer_settings(self.settings)
+        self.explainer_settings = runtime_settings(ExplainerSettings, self.settings, "GlassboxExplainer")
         self.recorder = ExplainerMetrics()
         service, manifest = build_service(self.explainer_settings, self.recorder)
         # MLServer's /metrics serves the default registry (or, with parallel workers, the multiprocess

@@ -41,26 +41,15 @@ from glassbox.contract.v2 import (
     describe_inputs,
     describe_outputs,
     requested_outputs,
+    runtime_settings,
 )
-from glassbox.errors import ConfigError, GlassboxError
+from glassbox.errors import GlassboxError
 from glassbox.serving.dataplane import Dataplane
 from glassbox.serving.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS = (PROBABILITIES_OUTPUT, LABELS_OUTPUT)  # what the model answers, all unless the request picks
-
-
-def model_settings(mlserver_settings: Any) -> ModelSettings:
-    """``GLASSBOX_MODEL_*`` overridden by the model settings' ``parameters`` (``uri``, ``extra``)."""
-    parameters = mlserver_settings.parameters
-    overrides: dict[str, Any] = dict((parameters.extra or {}) if parameters else {})
-    if parameters is not None and parameters.uri:
-        overrides["artifacts"] = parameters.uri
-    try:
-        return ModelSettings(**overrides)
-    except ValueError as exc:
-        raise ConfigError(f"bad GlassboxModel settings: {exc}") from exc
 
 
 def is_explainer_traffic(parameters: Parameters | None) -> bool:
@@ -106,7 +95,7 @@ class GlassboxModel(MLModel):
     async def load(self) -> bool:
         from glassbox.pipeline.artifacts import load_bundle  # heavy: at load, not at import
 
-        settings = model_settings(self.settings)
+        settings = runtime_settings(ModelSettings, self.settings, "GlassboxModel")
         bundle = load_bundle(settings.artifacts)  # verifies every SHA-256 before unpickling
         bundle.predict_proba(np.zeros((1, bundle.n_features)))  # compile the fast path now
         dataplane = Dataplane(settings, bundle)

@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -104,3 +105,16 @@ def measures(results: Sequence[dict]) -> list[dict]:
     """Scenario results (dicts with a ``scenario`` and their own measures) as one row per measure."""
     rows = [(r["scenario"], k, v) for r in results for k, v in r.items() if k != "scenario"]
     return [{"scenario": scenario, "measure": k, "value": v} for scenario, k, v in rows]
+
+
+def post_caller(session: Any, url: str, body: bytes, name: str) -> Callable[[], None]:
+    """One timed call: POST the JSON ``body`` on ``session`` (a ``requests.Session``); anything but a
+    200 stops the benchmark, naming the server."""
+    headers = {"Content-Type": "application/json"}
+
+    def call() -> None:
+        answer = session.post(url, data=body, headers=headers, timeout=30)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{name}: {answer.status_code} {answer.text[:200]}")
+
+    return call

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from benchmarks.common import ADULT_CONFIG, artifacts_dir, write_results
-from benchmarks.serving import WARMUP, _caller
+from benchmarks.common import ADULT_CONFIG, artifacts_dir, post_caller, write_results
+from benchmarks.serving import WARMUP
 from glassbox.stack.process import LOOPBACK, ManagedProcess, free_port, seldon_microservice, venv_bin
 
 COMPONENT = "glassbox.serving.component.LoanClassifier"
@@ -135,7 +135,7 @@ def latency(artifacts: Path, work: Path, X: np.ndarray, repeat: int) -> list[dic
             session = requests.Session()
             url = f"http://127.0.0.1:{ports['http']}/api/v1.0/predictions"
             for n, payload in payloads.items():
-                calls[(name, n)] = _caller(session, url, payload, name)
+                calls[(name, n)] = post_caller(session, url, payload, name)
         samples, per_round = _paired_blocks(calls, repeat)
         sent = (WARMUP + repeat) * (1 + 100)
         deadline = time.monotonic() + 30

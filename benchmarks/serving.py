@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import percentiles, write_results
+from benchmarks.common import percentiles, post_caller, write_results
 from glassbox.stack.process import ManagedProcess, free_port, seldon_microservice, venv_bin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,17 +78,6 @@ def _start_queue(work: Path) -> tuple[ManagedProcess, str]:
     return queue, f"http://127.0.0.1:{port}"
 
 
-def _caller(session: requests.Session, url: str, body: bytes, name: str) -> Callable[[], None]:
-    headers = {"Content-Type": "application/json"}
-
-    def call() -> None:
-        answer = session.post(url, data=body, headers=headers, timeout=30)
-        if answer.status_code != 200:
-            raise RuntimeError(f"{name}: {answer.status_code} {answer.text[:200]}")
-
-    return call
-
-
 def _queue_total(queue_url: str) -> int:
     answer = requests.get(
         f"{queue_url}/api/v1/records", params={"limit": 1}, headers={"X-API-Key": QUEUE_KEY}, timeout=30
@@ -126,7 +115,7 @@ def main() -> Path:
                 session = requests.Session()
                 url = f"http://127.0.0.1:{ports['http']}/api/v1.0/predictions"
                 for n, payload in payloads.items():
-                    calls[(name, n)] = _caller(session, url, payload, name)
+                    calls[(name, n)] = post_caller(session, url, payload, name)
             samples = _alternating_blocks(calls, repeat)
             time.sleep(2)  # let the sender deliver what it still holds
             delivered = _queue_total(queue_url)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import ADULT_CONFIG, REPO, artifacts_dir, percentiles, write_results
+from benchmarks.common import ADULT_CONFIG, REPO, artifacts_dir, percentiles, post_caller, write_results
 from glassbox.stack.process import ManagedProcess, free_port, seldon_microservice
 from glassbox.stack.serve_v2 import server_settings
 
@@ -102,17 +102,6 @@ def _glassbox_v2(run_dir: Path, artifacts: Path, env: dict[str, str]):
     return proc, f"http://127.0.0.1:{http}/v2/models/loanclassifier/infer"
 
 
-def _caller(session: requests.Session, url: str, body: bytes, name: str) -> Callable[[], None]:
-    headers = {"Content-Type": "application/json"}
-
-    def call() -> None:
-        answer = session.post(url, data=body, headers=headers, timeout=30)
-        if answer.status_code != 200:
-            raise RuntimeError(f"{name}: {answer.status_code} {answer.text[:200]}")
-
-    return call
-
-
 def main() -> Path:
     if not (V2_BIN / "mlserver").exists():
         raise SystemExit("the V2 virtualenv is missing: make install-v2")
@@ -158,7 +147,7 @@ def main() -> Path:
                 for n, body in v2_bodies.items():
                     if name.startswith("v2-sklearn"):  # the peer answers labels unless asked to
                         body = {**body, "outputs": [{"name": "predict_proba"}]}
-                    calls[(name, n)] = _caller(session, url, json.dumps(body).encode(), name)
+                    calls[(name, n)] = post_caller(session, url, json.dumps(body).encode(), name)
             for name, interface, cwd in (
                 ("seldon-floor", "ConstantModel", str(TOY_MODELS)),
                 ("seldon-glassbox", "glassbox.serving.component.LoanClassifier", None),
@@ -169,7 +158,7 @@ def main() -> Path:
                 session = requests.Session()
                 url = f"http://127.0.0.1:{ports['http']}/api/v1.0/predictions"
                 for n, body in seldon_bodies.items():
-                    calls[(name, n)] = _caller(session, url, body, name)
+                    calls[(name, n)] = post_caller(session, url, body, name)
             load_before = os.getloadavg()
             samples = _alternating_blocks(calls, repeat)
             load_after = os.getloadavg()
